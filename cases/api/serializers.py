@@ -1,0 +1,74 @@
+from rest_framework import serializers
+
+from cases.models import ContactAttempt, OverdueAccount
+from cases.selectors import mask_phone
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    lender = serializers.CharField(source="lender.code", read_only=True)
+    borrower_name = serializers.CharField(source="borrower.name", read_only=True)
+    borrower_phones = serializers.SerializerMethodField()
+    jurisdiction = serializers.CharField(source="borrower.jurisdiction", read_only=True)
+    assigned_agent = serializers.CharField(source="assigned_agent.username", read_only=True, default=None)
+
+    class Meta:
+        model = OverdueAccount
+        fields = [
+            "id", "lender", "external_ref", "product", "principal", "balance", "currency", "due_date",
+            "last_payment_date", "days_past_due", "bucket", "status", "assigned_agent", "borrower_name",
+            "borrower_phones", "jurisdiction", "placed_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_borrower_phones(self, obj) -> list[str]:
+        # Phone numbers are masked in the API; agents dial from the case page.
+        return [mask_phone(p) for p in obj.borrower.phones]
+
+
+class ContactAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ContactAttempt
+        fields = [
+            "id", "account", "channel", "direction", "party", "outcome", "occurred_at", "recorded_at", "notes",
+            "source", "policy_code", "policy_version", "agent",
+        ]
+        read_only_fields = fields
+
+
+class ContactAttemptInputSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=ContactAttempt.Channel.choices)
+    outcome = serializers.ChoiceField(choices=ContactAttempt.Outcome.choices)
+    direction = serializers.ChoiceField(choices=ContactAttempt.Direction.choices, default="outbound")
+    party = serializers.ChoiceField(choices=ContactAttempt.Party.choices, default="borrower")
+    occurred_at = serializers.DateTimeField(required=False)
+    phone = serializers.CharField(required=False, allow_blank=True, max_length=32, default="")
+    notes = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+
+    def validate_occurred_at(self, value):
+        return _aware(value, self.initial_data.get("occurred_at"))
+
+
+class ContactCheckQuerySerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=ContactAttempt.Channel.choices)
+    at = serializers.DateTimeField(required=False)
+    direction = serializers.ChoiceField(choices=ContactAttempt.Direction.choices, default="outbound")
+    party = serializers.ChoiceField(choices=ContactAttempt.Party.choices, default="borrower")
+    phone = serializers.CharField(required=False, allow_blank=True, max_length=32, default="")
+
+    def validate_at(self, value):
+        return _aware(value, self.initial_data.get("at"))
+
+
+def _aware(value, raw):
+    # DRF makes naive input aware in the server zone; an outreach time must say its own offset.
+    text = str(raw or "")
+    if text and not (text.endswith("Z") or text.endswith("z") or "+" in text[10:] or "-" in text[10:]):
+        raise serializers.ValidationError("Give a time zone offset, e.g. 2026-11-25T10:00:00+08:00.")
+    return value
+
+
+class DecisionSerializer(serializers.Serializer):
+    allowed = serializers.BooleanField()
+    violations = serializers.ListField(child=serializers.DictField())
+    next_allowed_at = serializers.DateTimeField(allow_null=True)
+    policy = serializers.CharField()

@@ -1,0 +1,309 @@
+"""Writes on cases. Every state change writes its audit event in the same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from compliance import rules
+from compliance.audit import audit_log
+from compliance.selectors import (
+    borrower_facts,
+    borrower_history,
+    decision_as_dict,
+    default_phone,
+    policy_in_force,
+)
+
+from .models import (
+    _GATE,
+    Borrower,
+    Callback,
+    ContactAttempt,
+    Note,
+    OverdueAccount,
+    Payment,
+    PromiseToPay,
+    User,
+)
+
+# A call logged a little after the fact is normal; one logged in the future is not.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class ContactRefused(Exception):
+    """The compliance check refused the outreach. Nothing was recorded; the refusal was audited."""
+
+    decision: rules.Decision
+
+    def as_dict(self) -> dict:
+        return decision_as_dict(self.decision)
+
+    def __str__(self) -> str:
+        return "; ".join(v.message for v in self.decision.violations)
+
+
+def _validate_outreach(*, channel: str, outcome: str, direction: str, party: str, occurred_at: datetime) -> None:
+    errors = {}
+    if channel not in ContactAttempt.Channel.values:
+        errors["channel"] = f"Unknown channel {channel!r}; use one of {', '.join(ContactAttempt.Channel.values)}."
+    if outcome not in ContactAttempt.Outcome.values:
+        errors["outcome"] = f"Unknown outcome {outcome!r}; use one of {', '.join(ContactAttempt.Outcome.values)}."
+    if direction not in ContactAttempt.Direction.values:
+        errors["direction"] = f"Unknown direction {direction!r}."
+    if party not in ContactAttempt.Party.values:
+        errors["party"] = f"Unknown party {party!r}."
+    if timezone.is_naive(occurred_at):
+        errors["occurred_at"] = "Time must include a time zone offset."
+    elif occurred_at > timezone.now() + MAX_CLOCK_SKEW:
+        errors["occurred_at"] = "An outreach cannot be logged in the future."
+    if errors:
+        raise ValidationError(errors)
+
+
+def contact_attempt_record(
+    *,
+    account: OverdueAccount,
+    actor: User | None,
+    channel: str,
+    outcome: str,
+    direction: str = ContactAttempt.Direction.OUTBOUND,
+    party: str = ContactAttempt.Party.BORROWER,
+    phone: str = "",
+    occurred_at: datetime | None = None,
+    notes: str = "",
+    source: str = ContactAttempt.Source.WEB,
+) -> ContactAttempt:
+    """The one write path for outreach: check, then record or refuse, both audited.
+
+    The borrower row is locked for the whole transaction so that concurrent agents
+    see each other's attempts and cannot together exceed a frequency cap.
+    Raises ContactRefused (after committing the refusal's audit event) or ValidationError.
+    """
+    occurred_at = occurred_at or timezone.now()
+    _validate_outreach(channel=channel, outcome=outcome, direction=direction, party=party, occurred_at=occurred_at)
+    refused: rules.Decision | None = None
+    with transaction.atomic():
+        borrower = Borrower.objects.select_for_update().get(pk=account.borrower_id)
+        account = OverdueAccount.objects.select_related("lender").get(pk=account.pk)
+        phone = phone or default_phone(borrower=borrower, channel=channel)
+        policy = policy_in_force(code=borrower.jurisdiction, at=occurred_at)
+        decision = rules.evaluate(
+            policy=policy,
+            facts=borrower_facts(borrower=borrower),
+            history=borrower_history(borrower_id=borrower.pk, policy=policy, at=occurred_at),
+            proposal=rules.Proposal(
+                at=occurred_at, channel=channel, account_id=account.pk, party=party, direction=direction, phone=phone
+            ),
+        )
+        common = dict(
+            actor=actor, lender_id=account.lender_id, account_id=account.pk, borrower_id=borrower.pk,
+            policy_code=decision.policy_code, policy_version=decision.policy_version,
+        )
+        proposal_data = {
+            "channel": channel, "outcome": outcome, "direction": direction, "party": party,
+            "occurred_at": occurred_at, "source": source,
+        }
+        if not decision.allowed:
+            audit_log(
+                action="compliance.contact.blocked", subject=account,
+                data={**proposal_data, **decision_as_dict(decision)}, **common,
+            )
+            refused = decision
+        else:
+            token = _GATE.set(True)
+            try:
+                attempt = ContactAttempt(
+                    lender_id=account.lender_id, borrower=borrower, account=account,
+                    agent=actor if getattr(actor, "is_authenticated", False) else None,
+                    channel=channel, direction=direction, party=party, outcome=outcome, phone=phone,
+                    occurred_at=occurred_at, notes=notes, source=source,
+                    policy_code=decision.policy_code, policy_version=decision.policy_version,
+                )
+                attempt.full_clean()
+                attempt.save()
+            finally:
+                _GATE.reset(token)
+            if outcome in rules.CONVERSATION_OUTCOMES and account.status in ("new", "assigned"):
+                OverdueAccount.objects.filter(pk=account.pk).update(status=OverdueAccount.Status.IN_CONTACT)
+            audit_log(
+                action="cases.contact_attempt.recorded", subject=attempt,
+                data={**proposal_data, "attempt_id": attempt.pk, "notes": notes[:500]}, **common,
+            )
+    if refused is not None:
+        raise ContactRefused(refused)
+    return attempt
+
+
+# ---------------------------------------------------------------------------------------------
+# Ageing
+
+BUCKETS = ((0, "M0"), (30, "M1"), (60, "M2"), (90, "M3"), (120, "M4"), (150, "M5"), (180, "M6"))
+
+
+def bucket_for(days_past_due: int) -> str:
+    """M0 = not yet overdue, M1 = 1-30 days, ..., M7+ = over 180 days."""
+    if days_past_due <= 0:
+        return "M0"
+    for upper, label in BUCKETS[1:]:
+        if days_past_due <= upper:
+            return label
+    return "M7+"
+
+
+def days_past_due_on(*, due_date: date, today: date) -> int:
+    return max(0, (today - due_date).days)
+
+
+def account_age(*, account_id: int, today: date | None = None) -> OverdueAccount:
+    """Recompute days past due and bucket of one account (the bulk version lives with the daily job)."""
+    today = today or timezone.localdate()
+    with transaction.atomic():
+        account = OverdueAccount.objects.select_for_update().get(pk=account_id)
+        dpd = days_past_due_on(due_date=account.due_date, today=today)
+        bucket = bucket_for(dpd)
+        if (dpd, bucket) != (account.days_past_due, account.bucket):
+            before = account.bucket
+            account.days_past_due, account.bucket = dpd, bucket
+            account.save(update_fields=["days_past_due", "bucket", "updated_at"])
+            if before != bucket:
+                audit_log(
+                    action="cases.account.aged", lender_id=account.lender_id, subject=account,
+                    account_id=account.pk, borrower_id=account.borrower_id,
+                    data={"days_past_due": dpd, "bucket_from": before, "bucket_to": bucket},
+                )
+        return account
+
+
+# ---------------------------------------------------------------------------------------------
+# Assignment, status, promises, payments, notes, callbacks
+
+
+def account_assign(*, actor: User, account: OverdueAccount, agent: User | None) -> OverdueAccount:
+    if agent is not None and not agent.is_agent:
+        raise ValidationError({"agent": "Accounts can only be assigned to agents."})
+    with transaction.atomic():
+        account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
+        if not account.is_open:
+            raise ValidationError(f"Account {account.external_ref} is {account.get_status_display()} and cannot be assigned.")
+        before = account.assigned_agent_id
+        account.assigned_agent = agent
+        if agent is not None and account.status == OverdueAccount.Status.NEW:
+            account.status = OverdueAccount.Status.ASSIGNED
+        account.save(update_fields=["assigned_agent", "status", "updated_at"])
+        audit_log(
+            action="cases.account.assigned", actor=actor, lender_id=account.lender_id, subject=account,
+            account_id=account.pk, borrower_id=account.borrower_id,
+            data={"from_agent": before, "to_agent": agent.pk if agent else None},
+        )
+        return account
+
+
+def account_status_change(*, actor: User, account: OverdueAccount, status: str, reason: str = "") -> OverdueAccount:
+    if status not in OverdueAccount.Status.values:
+        raise ValidationError({"status": f"Unknown status {status!r}."})
+    with transaction.atomic():
+        account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
+        before = account.status
+        account.status = status
+        account.save(update_fields=["status", "updated_at"])
+        # Flags that legally stop outreach live on the borrower, where the check reads them.
+        flag = {"dispute": "dispute", "ceased": "cease"}.get(status)
+        if flag:
+            Borrower.objects.filter(pk=account.borrower_id).update(**{flag: True})
+        audit_log(
+            action="cases.account.status_changed", actor=actor, lender_id=account.lender_id, subject=account,
+            account_id=account.pk, borrower_id=account.borrower_id,
+            data={"from": before, "to": status, "reason": reason[:500]},
+        )
+        return account
+
+
+def promise_create(*, actor: User, account: OverdueAccount, amount: Decimal, due_date: date) -> PromiseToPay:
+    if amount <= 0:
+        raise ValidationError({"amount": "The promised amount must be positive."})
+    if amount > account.balance:
+        raise ValidationError({"amount": "The promised amount exceeds the outstanding balance."})
+    if due_date < timezone.localdate():
+        raise ValidationError({"due_date": "The promised date cannot be in the past."})
+    with transaction.atomic():
+        promise = PromiseToPay(account=account, amount=amount, currency=account.currency, due_date=due_date, created_by=actor)
+        promise.full_clean()
+        promise.save()
+        OverdueAccount.objects.filter(pk=account.pk, status__in=["new", "assigned", "in_contact"]).update(
+            status=OverdueAccount.Status.PROMISE
+        )
+        audit_log(
+            action="cases.promise.created", actor=actor, lender_id=account.lender_id, subject=promise,
+            account_id=account.pk, borrower_id=account.borrower_id,
+            data={"amount": amount, "currency": account.currency, "due_date": due_date},
+        )
+        return promise
+
+
+def payment_record(
+    *, actor: User | None, account: OverdueAccount, amount: Decimal, paid_at: datetime, method: str = "", reference: str = ""
+) -> Payment:
+    if amount <= 0:
+        raise ValidationError({"amount": "The payment amount must be positive."})
+    with transaction.atomic():
+        account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
+        payment = Payment(
+            account=account, amount=amount, currency=account.currency, paid_at=paid_at, method=method,
+            reference=reference, recorded_by=actor,
+        )
+        payment.full_clean()
+        payment.save()
+        account.balance = max(Decimal("0"), account.balance - amount)
+        account.last_payment_date = timezone.localdate(paid_at)
+        if account.balance == 0:
+            account.status = OverdueAccount.Status.PAID
+        account.save(update_fields=["balance", "last_payment_date", "status", "updated_at"])
+        # Open promises are kept once the money they promised has arrived.
+        for promise in account.promises.select_for_update().filter(status=PromiseToPay.Status.OPEN).order_by("due_date"):
+            promise.paid_amount += amount
+            if promise.paid_amount >= promise.amount:
+                promise.status = PromiseToPay.Status.KEPT
+            promise.save(update_fields=["paid_amount", "status"])
+            break
+        audit_log(
+            action="cases.payment.recorded", actor=actor, lender_id=account.lender_id, subject=payment,
+            account_id=account.pk, borrower_id=account.borrower_id,
+            data={"amount": amount, "currency": account.currency, "paid_at": paid_at, "balance_after": account.balance},
+        )
+        return payment
+
+
+def note_add(*, actor: User, account: OverdueAccount, body: str) -> Note:
+    body = body.strip()
+    if not body:
+        raise ValidationError({"body": "A note cannot be empty."})
+    with transaction.atomic():
+        note = Note.objects.create(account=account, author=actor, body=body)
+        audit_log(
+            action="cases.note.added", actor=actor, lender_id=account.lender_id, subject=note,
+            account_id=account.pk, borrower_id=account.borrower_id, data={"body": body[:2000]},
+        )
+        return note
+
+
+def callback_schedule(*, actor: User, account: OverdueAccount, due_at: datetime, channel: str = "call", note: str = "") -> Callback:
+    """Refused when the callback itself would not be a lawful outreach at that time."""
+    from compliance.selectors import contact_check
+
+    decision = contact_check(account=account, channel=channel, at=due_at)
+    if not decision.allowed:
+        raise ContactRefused(decision)
+    with transaction.atomic():
+        callback = Callback.objects.create(account=account, agent=actor, due_at=due_at, channel=channel, note=note)
+        audit_log(
+            action="cases.callback.scheduled", actor=actor, lender_id=account.lender_id, subject=callback,
+            account_id=account.pk, borrower_id=account.borrower_id, data={"due_at": due_at, "channel": channel},
+        )
+        return callback

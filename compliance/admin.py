@@ -1,0 +1,20 @@
+from django.contrib import admin
+
+from cases.admin import ReadOnlyAdmin
+
+from .models import AuditEvent, AuditVerification, Policy
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "actor_label", "lender_id", "action", "subject_type", "subject_id")
+    list_filter = ("action",)
+    show_full_result_count = False
+
+
+@admin.register(Policy)
+class PolicyAdmin(ReadOnlyAdmin):
+    list_display = ("code", "version", "name", "status", "effective_from", "published_at")
+
+
+admin.site.register(AuditVerification, ReadOnlyAdmin)

@@ -1,0 +1,71 @@
+"""evaluate(): is a proposed outreach lawful now, and if not, when is it next lawful?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, timedelta
+
+from .model import Attempt, BorrowerFacts, Decision, Proposal
+from .policy import Context, Policy
+
+_MAX_ROUNDS = 10_000
+
+
+def history_window(policy: Policy) -> timedelta:
+    """How far back history must reach for ``evaluate`` to be exact at ``proposal.at``.
+
+    Attempts at or before ``proposal.at - history_window(policy)`` never matter, so the caller may
+    query ``at > proposal.at - window`` only. (next_allowed_at only looks at later times, which need
+    even less history.)
+    """
+    return max((rule.lookback() for rule in policy.rules), default=timedelta(0))
+
+
+def evaluate(*, policy: Policy, facts: BorrowerFacts, history: Sequence[Attempt], proposal: Proposal) -> Decision:
+    if not isinstance(policy, Policy):
+        raise ValueError("policy must be a compliance.rules.Policy (use Policy.from_dict).")
+    if proposal.at.tzinfo is None or proposal.at.utcoffset() is None:
+        raise ValueError("Proposal.at must be timezone-aware.")
+    at = proposal.at.astimezone(UTC)
+    ctx = Context.build(facts=facts, history=history, proposal=proposal)
+    bounds = [rule.bind(ctx) for rule in policy.rules if rule.applies(proposal, facts)]
+
+    violations = []
+    unpredictable = False
+    for bound in bounds:
+        v = bound.violation(at)
+        if v is not None:
+            violations.append(v)
+            unpredictable = unpredictable or not bound.predictable
+
+    def decision(next_at):
+        return Decision(
+            allowed=not violations,
+            violations=tuple(violations),
+            next_allowed_at=next_at,
+            policy_code=policy.code,
+            policy_version=policy.version,
+        )
+
+    if not violations:
+        return decision(at)
+    if unpredictable:
+        return decision(None)
+
+    # Each rule's earliest() is the exact earliest instant that rule alone allows, hence a lower
+    # bound for all rules together: jump to the max over the violated rules until all agree.
+    t = at
+    for _ in range(_MAX_ROUNDS):
+        failing = [b for b in bounds if not b.ok(t)]
+        if not failing:
+            return decision(t)
+        nxt = t
+        for b in failing:
+            e = b.earliest(t)
+            if e is None:
+                return decision(None)
+            nxt = max(nxt, e)
+        if nxt <= t or nxt > ctx.limit:  # no progress (inconsistent rule) or beyond the horizon
+            return decision(None)
+        t = nxt
+    return decision(None)

@@ -1,0 +1,845 @@
+"""Policies and their generic, data-parametrised rules (parsing, validation, evaluation per rule).
+
+See the package docstring (``compliance/rules/__init__.py``) for the data format.
+
+Every rule is *bound* to one evaluation (facts, history, proposal) and then answers three questions
+about an instant ``t`` (the proposal moved to ``t``):
+
+* ``ok(t)`` - is this rule alone satisfied?
+* ``violation(t)`` - the :class:`Violation` explaining why not (or None);
+* ``earliest(t)`` - the earliest instant >= t at which this rule alone is satisfied, exactly
+  (None if never within the search horizon or not predictable).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from .localtime import day_start, fmt_date, fmt_local, local_intervals, wall, zone
+from .model import (
+    CHANNELS,
+    HOLD_FLAGS,
+    OUTCOMES,
+    PARTIES,
+    Attempt,
+    BorrowerFacts,
+    Proposal,
+    Violation,
+)
+
+#: How far ahead next_allowed_at is searched.
+HORIZON = timedelta(days=400)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SCOPES = ("account", "borrower", "number")
+PERIODS = ("rolling", "day")
+
+CHANNEL_NOUNS = {"call": "calls", "sms": "text messages", "email": "emails", "letter": "letters", "visit": "visits"}
+
+HOLD_MESSAGES = {
+    "cease": "The borrower has asked us to stop contacting them (cease-communication request); no outreach may be made.",
+    "dispute": "The borrower disputes this debt; collection outreach is suspended until the dispute is resolved.",
+    "attorney": "The borrower is represented by an attorney; communicate with the attorney, not the borrower.",
+    "bankruptcy": "The borrower is in bankruptcy; collection outreach is barred while the bankruptcy stay applies.",
+    "deceased": "The borrower is recorded as deceased; no collection outreach may be made on this record.",
+}
+
+_TIME_RE = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation context
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    """One evaluation: facts, proposal, and history normalised to UTC and sorted."""
+
+    facts: BorrowerFacts
+    proposal: Proposal
+    history: tuple[tuple[datetime, Attempt], ...]  # (UTC instant, attempt), sorted by instant
+    zones: tuple[ZoneInfo, ...]
+    limit: datetime  # search horizon for next_allowed_at
+
+    @classmethod
+    def build(cls, *, facts: BorrowerFacts, history: Sequence[Attempt], proposal: Proposal) -> Context:
+        items = []
+        for attempt in history:
+            if not isinstance(attempt, Attempt):
+                raise ValueError(f"history items must be Attempt, got {type(attempt).__name__}.")
+            items.append((attempt.at.astimezone(UTC), attempt))
+        items.sort(key=lambda item: item[0])
+        at = proposal.at.astimezone(UTC)
+        return cls(
+            facts=facts,
+            proposal=proposal,
+            history=tuple(items),
+            zones=tuple(zone(name) for name in facts.time_zones),
+            limit=at + HORIZON,
+        )
+
+    @property
+    def primary(self) -> ZoneInfo:
+        return self.zones[0]
+
+    def channel_noun(self) -> str:
+        return CHANNEL_NOUNS[self.proposal.channel]
+
+    def select(
+        self,
+        *,
+        channels: tuple[str, ...],
+        outcomes: tuple[str, ...],
+        parties: tuple[str, ...],
+        scope: str,
+        directions: tuple[str, ...] = ("outbound",),
+    ) -> list[datetime]:
+        """UTC instants (sorted) of the history attempts matching the filters and the scope."""
+        p = self.proposal
+        out = []
+        for instant, a in self.history:
+            if a.direction not in directions or a.channel not in channels or a.outcome not in outcomes:
+                continue
+            if a.party not in parties:
+                continue
+            if scope == "account" and a.account_id != p.account_id:
+                continue
+            if scope == "number" and a.phone != p.phone:
+                continue
+            out.append(instant)
+        return out
+
+
+class Bound:
+    predictable: ClassVar[bool] = True
+
+    def ok(self, t: datetime) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def violation(self, t: datetime) -> Violation | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def earliest(self, t: datetime) -> datetime | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _count_between(times: list[datetime], lo_excl: datetime, hi_incl: datetime) -> int:
+    return bisect_right(times, hi_incl) - bisect_right(times, lo_excl)
+
+
+def _first_ok(bound: Bound, candidates: list[datetime], t: datetime, limit: datetime) -> datetime | None:
+    for c in sorted({t, *(c for c in candidates if c > t)}):
+        if c > limit:
+            return None
+        if bound.ok(c):
+            return c
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing helpers
+# --------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads one dict, with the path of the value in every error message."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected an object, got {type(data).__name__}.")
+        self.data = data
+        self.where = where
+        self.used: set[str] = set()
+
+    def _get(self, key: str, default: Any, required: bool) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                raise ValueError(f"{self.where}: missing required field {key!r}.")
+            return default
+        return self.data[key]
+
+    def str(self, key: str, default: str | None = None, *, required: bool = True) -> str:
+        value = self._get(key, default, required and default is None)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{self.where}.{key}: expected a non-empty string, got {value!r}.")
+        return value
+
+    def int(self, key: str, default: int | None = None, *, minimum: int = 0) -> int:
+        value = self._get(key, default, default is None)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{self.where}.{key}: expected a whole number, got {value!r}.")
+        if value < minimum:
+            raise ValueError(f"{self.where}.{key}: must be at least {minimum}, got {value}.")
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self._get(key, default, False)
+        if not isinstance(value, bool):
+            raise ValueError(f"{self.where}.{key}: expected true or false, got {value!r}.")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self._get(key, default, default is None)
+        if value not in choices:
+            raise ValueError(f"{self.where}.{key}: must be one of {', '.join(choices)}; got {value!r}.")
+        return value
+
+    def choices(self, key: str, choices: tuple[str, ...], default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        value = self._get(key, default, default is None)
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{self.where}.{key}: expected a non-empty list, got {value!r}.")
+        bad = [v for v in value if v not in choices]
+        if bad:
+            raise ValueError(f"{self.where}.{key}: unknown value(s) {bad}; allowed: {', '.join(choices)}.")
+        # canonical order, no duplicates
+        return tuple(c for c in choices if c in value)
+
+    def raw(self, key: str, default: Any = None, *, required: bool = True) -> Any:
+        return self._get(key, default, required)
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise ValueError(f"{self.where}: unknown field(s) {extra}.")
+
+
+def _parse_hhmm(value: Any, where: str) -> int:
+    if not isinstance(value, str) or not _TIME_RE.match(value):
+        raise ValueError(f"{where}: expected a time 'HH:MM' between 00:00 and 24:00, got {value!r}.")
+    hours, minutes = int(value[:2]), int(value[3:])
+    if hours == 24 and minutes:
+        raise ValueError(f"{where}: expected a time 'HH:MM' between 00:00 and 24:00, got {value!r}.")
+    return hours * 60 + minutes
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _parse_date(value: Any, where: str) -> date:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected a date 'YYYY-MM-DD', got {value!r}.")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{where}: expected a date 'YYYY-MM-DD', got {value!r}.") from None
+
+
+def _days_phrase(days: tuple[int, ...]) -> str:
+    if len(days) == 7:
+        return "every day"
+    if days == tuple(range(days[0], days[-1] + 1)) and len(days) > 2:
+        return f"{WEEKDAYS[days[0]].title()}–{WEEKDAYS[days[-1]].title()}"
+    return ", ".join(WEEKDAYS[d].title() for d in days)
+
+
+# --------------------------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    type: ClassVar[str] = ""
+
+    code: str
+    citation: str
+    channels: tuple[str, ...] = CHANNELS
+    parties: tuple[str, ...] = PARTIES
+
+    def applies(self, proposal: Proposal, facts: BorrowerFacts) -> bool:
+        return (
+            proposal.direction == "outbound" and proposal.channel in self.channels and proposal.party in self.parties
+        )
+
+    def lookback(self) -> timedelta:
+        return timedelta(0)
+
+    def bind(self, ctx: Context) -> Bound:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _base_dict(self) -> dict:
+        return {
+            "type": self.type,
+            "code": self.code,
+            "citation": self.citation,
+            "channels": list(self.channels),
+            "parties": list(self.parties),
+        }
+
+    @staticmethod
+    def _base_kwargs(r: _Reader) -> dict:
+        return {
+            "code": r.str("code"),
+            "citation": r.str("citation"),
+            "channels": r.choices("channels", CHANNELS, CHANNELS),
+            "parties": r.choices("parties", PARTIES, PARTIES),
+        }
+
+
+# ---- time window ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    days: tuple[int, ...]  # weekday numbers, Monday == 0
+    start: int  # minutes after local midnight, inclusive
+    end: int  # minutes after local midnight, exclusive (1440 == midnight at the end of the day)
+
+    def to_dict(self) -> dict:
+        return {"days": [WEEKDAYS[d] for d in self.days], "start": _hhmm(self.start), "end": _hhmm(self.end)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Window:
+        r = _Reader(data, where)
+        names = r.choices("days", WEEKDAYS)
+        start = _parse_hhmm(r.raw("start"), f"{where}.start")
+        end = _parse_hhmm(r.raw("end"), f"{where}.end")
+        if start >= end:
+            raise ValueError(f"{where}: start {_hhmm(start)} must be before end {_hhmm(end)}.")
+        r.done()
+        return cls(days=tuple(WEEKDAYS.index(n) for n in names), start=start, end=end)
+
+
+@dataclass(frozen=True)
+class TimeWindowRule(Rule):
+    """Outreach only when the local wall clock is inside one of the windows, in every borrower zone."""
+
+    type: ClassVar[str] = "time_window"
+
+    windows: tuple[Window, ...] = ()
+    closed_dates: tuple[date, ...] = ()  # sorted; no outreach at all on these local dates
+    consent_waives: bool = False  # BorrowerFacts.after_hours_consent switches the rule off
+
+    def applies(self, proposal: Proposal, facts: BorrowerFacts) -> bool:
+        if self.consent_waives and facts.after_hours_consent:
+            return False
+        return super().applies(proposal, facts)
+
+    def to_dict(self) -> dict:
+        return {
+            **self._base_dict(),
+            "windows": [w.to_dict() for w in self.windows],
+            "closed_dates": [d.isoformat() for d in self.closed_dates],
+            "consent_waives": self.consent_waives,
+        }
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> TimeWindowRule:
+        kwargs = cls._base_kwargs(r)
+        raw_windows = r.raw("windows")
+        if not isinstance(raw_windows, list) or not raw_windows:
+            raise ValueError(f"{r.where}.windows: expected a non-empty list of windows.")
+        windows = tuple(Window.from_dict(w, f"{r.where}.windows[{i}]") for i, w in enumerate(raw_windows))
+        raw_dates = r.raw("closed_dates", [], required=False)
+        if not isinstance(raw_dates, list):
+            raise ValueError(f"{r.where}.closed_dates: expected a list of dates.")
+        dates = tuple(sorted({_parse_date(d, f"{r.where}.closed_dates[{i}]") for i, d in enumerate(raw_dates)}))
+        return cls(**kwargs, windows=windows, closed_dates=dates, consent_waives=r.bool("consent_waives", False))
+
+    def bind(self, ctx: Context) -> Bound:
+        return _TimeWindowBound(self, ctx)
+
+    def describe(self) -> str:
+        return ", ".join(f"{_hhmm(w.start)}–{_hhmm(w.end)} ({_days_phrase(w.days)})" for w in self.windows)
+
+
+class _TimeWindowBound(Bound):
+    def __init__(self, rule: TimeWindowRule, ctx: Context) -> None:
+        self.rule = rule
+        self.ctx = ctx
+        self.closed = frozenset(rule.closed_dates)
+
+    def _zone_ok(self, tz: ZoneInfo, t: datetime) -> bool:
+        local = wall(tz, t)
+        day = local.date()
+        if day in self.closed:
+            return False
+        since_midnight = local - datetime.combine(day, time())
+        weekday = day.weekday()
+        for w in self.rule.windows:
+            if weekday in w.days and timedelta(minutes=w.start) <= since_midnight < timedelta(minutes=w.end):
+                return True
+        return False
+
+    def ok(self, t: datetime) -> bool:
+        return all(self._zone_ok(tz, t) for tz in self.ctx.zones)
+
+    def _zone_earliest(self, tz: ZoneInfo, t: datetime) -> datetime | None:
+        first = wall(tz, t).date() - timedelta(days=1)
+        days = (self.ctx.limit - t).days + 3
+        for i in range(days):
+            day = first + timedelta(days=i)
+            if day in self.closed:
+                continue
+            weekday = day.weekday()
+            best = None
+            for w in self.rule.windows:
+                if weekday not in w.days:
+                    continue
+                for a, b in local_intervals(tz, day, w.start, w.end):
+                    if b > t:
+                        c = max(a, t)
+                        if best is None or c < best:
+                            best = c
+            if best is not None:
+                return best if best <= self.ctx.limit else None
+        return None
+
+    def earliest(self, t: datetime) -> datetime | None:
+        # Each zone's earliest is a lower bound of the intersection: iterate to the fixpoint.
+        for _ in range(1000):
+            moved = False
+            for tz in self.ctx.zones:
+                e = self._zone_earliest(tz, t)
+                if e is None:
+                    return None
+                if e > t:
+                    t, moved = e, True
+            if not moved:
+                return t
+        return None  # pragma: no cover - pathological data
+
+    def violation(self, t: datetime) -> Violation | None:
+        failing = [tz for tz in self.ctx.zones if not self._zone_ok(tz, t)]
+        if not failing:
+            return None
+        noun = self.ctx.channel_noun()
+        holidays = sorted({wall(tz, t).date() for tz in failing if wall(tz, t).date() in self.closed})
+        parts = []
+        if holidays:
+            parts.append(
+                f"{' and '.join(fmt_date(d) for d in holidays)} is a public holiday for the borrower; "
+                f"no {noun} on public holidays."
+            )
+        hours = [tz for tz in failing if wall(tz, t).date() not in self.closed]
+        if hours:
+            when = " and ".join(fmt_local(tz, t) for tz in hours)
+            parts.append(
+                f"It would be {when} for the borrower; {noun} are only allowed {self.rule.describe()} local time."
+            )
+        if self.rule.consent_waives:
+            parts.append("The borrower has not agreed to contact outside these hours.")
+        return Violation(self.rule.code, " ".join(parts), self.rule.citation)
+
+
+# ---- frequency cap -------------------------------------------------------------------------
+
+
+def _scope_phrase(scope: str, proposal: Proposal) -> str:
+    if scope == "account":
+        return "about this debt"
+    if scope == "borrower":
+        return "with this borrower (all debts)"
+    return f"to {proposal.phone}" if proposal.phone else "to this number"
+
+
+@dataclass(frozen=True)
+class FrequencyRule(Rule):
+    """Refuse when ``max`` or more counted attempts lie in the period ending at the proposal."""
+
+    type: ClassVar[str] = "frequency"
+
+    count_channels: tuple[str, ...] = CHANNELS
+    count_outcomes: tuple[str, ...] = OUTCOMES
+    period: str = "rolling"  # "rolling": the `days` days before (t-days, t]; "day": local calendar day
+    days: int = 7
+    max: int = 1
+    scope: str = "account"
+    label: str = "attempts"  # what is counted, for the message ("calls", "contacts", ...)
+
+    def lookback(self) -> timedelta:
+        # A local calendar day is at most ~26 hours long; reach back two days to be safe.
+        return timedelta(days=self.days) if self.period == "rolling" else timedelta(days=2)
+
+    def to_dict(self) -> dict:
+        out = {
+            **self._base_dict(),
+            "count_channels": list(self.count_channels),
+            "count_outcomes": list(self.count_outcomes),
+            "period": self.period,
+        }
+        if self.period == "rolling":
+            out["days"] = self.days
+        out.update({"max": self.max, "scope": self.scope, "label": self.label})
+        return out
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> FrequencyRule:
+        kwargs = cls._base_kwargs(r)
+        period = r.choice("period", PERIODS)
+        days = r.int("days", minimum=1) if period == "rolling" else 1
+        if period == "day" and "days" in r.data:
+            raise ValueError(f"{r.where}.days: not used with period 'day' (the local calendar day).")
+        return cls(
+            **kwargs,
+            count_channels=r.choices("count_channels", CHANNELS),
+            count_outcomes=r.choices("count_outcomes", OUTCOMES),
+            period=period,
+            days=days,
+            max=r.int("max", minimum=0),
+            scope=r.choice("scope", SCOPES),
+            label=r.str("label", "attempts"),
+        )
+
+    def bind(self, ctx: Context) -> Bound:
+        return _FrequencyBound(self, ctx)
+
+
+class _FrequencyBound(Bound):
+    def __init__(self, rule: FrequencyRule, ctx: Context) -> None:
+        self.rule = rule
+        self.ctx = ctx
+        self.times = ctx.select(
+            channels=rule.count_channels, outcomes=rule.count_outcomes, parties=rule.parties, scope=rule.scope
+        )
+        self.span = timedelta(days=rule.days)
+        if rule.period == "day":
+            self.by_day: dict[date, list[datetime]] = {}
+            for instant in self.times:
+                self.by_day.setdefault(wall(ctx.primary, instant).date(), []).append(instant)
+
+    def count(self, t: datetime) -> int:
+        if self.rule.period == "rolling":
+            return _count_between(self.times, t - self.span, t)
+        return bisect_right(self.by_day.get(wall(self.ctx.primary, t).date(), ()), t)
+
+    def ok(self, t: datetime) -> bool:
+        return self.count(t) < self.rule.max
+
+    def earliest(self, t: datetime) -> datetime | None:
+        if self.rule.max == 0:
+            return None
+        if self.rule.period == "rolling":
+            # The count only drops when an attempt leaves the window, i.e. at attempt + span.
+            return _first_ok(self, [a + self.span for a in self.times], t, self.ctx.limit)
+        # Within a local day the count only grows: the next chance is the next local midnight.
+        c = t
+        while c <= self.ctx.limit:
+            if self.ok(c):
+                return c
+            c = day_start(self.ctx.primary, wall(self.ctx.primary, c).date() + timedelta(days=1))
+        return None
+
+    def violation(self, t: datetime) -> Violation | None:
+        n = self.count(t)
+        if n < self.rule.max:
+            return None
+        r = self.rule
+        if r.period == "rolling":
+            period = "in the last 24 hours" if r.days == 1 else f"in the last {r.days} days"
+            limit = f"limit {r.max}"
+        else:
+            period = f"today ({fmt_date(wall(self.ctx.primary, t).date())}, {self.ctx.primary.key})"
+            limit = f"limit {r.max} per day"
+        verb = "was" if n == 1 else "were"
+        scope = _scope_phrase(r.scope, self.ctx.proposal)
+        return Violation(r.code, f"{n} {r.label} {scope} {verb} already made {period} ({limit}).", r.citation)
+
+
+# ---- cooldown ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CooldownRule(Rule):
+    """Refuse for ``days`` after a triggering attempt (trigger at c blocks c <= t < c + days)."""
+
+    type: ClassVar[str] = "cooldown"
+
+    trigger_channels: tuple[str, ...] = ("call",)
+    trigger_outcomes: tuple[str, ...] = OUTCOMES
+    days: int = 7
+    scope: str = "account"
+    label: str = "contact"  # what the trigger is, for the message ("telephone conversation", ...)
+
+    def lookback(self) -> timedelta:
+        return timedelta(days=self.days)
+
+    def to_dict(self) -> dict:
+        return {
+            **self._base_dict(),
+            "trigger_channels": list(self.trigger_channels),
+            "trigger_outcomes": list(self.trigger_outcomes),
+            "days": self.days,
+            "scope": self.scope,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> CooldownRule:
+        return cls(
+            **cls._base_kwargs(r),
+            trigger_channels=r.choices("trigger_channels", CHANNELS),
+            trigger_outcomes=r.choices("trigger_outcomes", OUTCOMES),
+            days=r.int("days", minimum=1),
+            scope=r.choice("scope", SCOPES),
+            label=r.str("label", "contact"),
+        )
+
+    def bind(self, ctx: Context) -> Bound:
+        return _CooldownBound(self, ctx)
+
+
+class _CooldownBound(Bound):
+    def __init__(self, rule: CooldownRule, ctx: Context) -> None:
+        self.rule = rule
+        self.ctx = ctx
+        self.times = ctx.select(
+            channels=rule.trigger_channels, outcomes=rule.trigger_outcomes, parties=rule.parties, scope=rule.scope
+        )
+        self.span = timedelta(days=rule.days)
+
+    def ok(self, t: datetime) -> bool:
+        return _count_between(self.times, t - self.span, t) == 0
+
+    def earliest(self, t: datetime) -> datetime | None:
+        return _first_ok(self, [a + self.span for a in self.times], t, self.ctx.limit)
+
+    def violation(self, t: datetime) -> Violation | None:
+        i = bisect_right(self.times, t)
+        if i == 0 or self.times[i - 1] <= t - self.span:
+            return None
+        last = self.times[i - 1]
+        tz = self.ctx.primary
+        r = self.rule
+        return Violation(
+            r.code,
+            f"There was a {r.label} {_scope_phrase(r.scope, self.ctx.proposal)} on {fmt_local(tz, last)}; "
+            f"no {self.ctx.channel_noun()} until {r.days} days after it, i.e. {fmt_local(tz, last + self.span)}.",
+            r.citation,
+        )
+
+
+# ---- holds ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldRule(Rule):
+    """A borrower hold flag blocks outreach outright; no lawful time can be predicted."""
+
+    type: ClassVar[str] = "hold"
+
+    flag: str = "cease"
+    message: str = ""  # empty: a standard explanation for the flag
+
+    def to_dict(self) -> dict:
+        out = {**self._base_dict(), "flag": self.flag}
+        if self.message:
+            out["message"] = self.message
+        return out
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> HoldRule:
+        kwargs = cls._base_kwargs(r)
+        flag = r.choice("flag", HOLD_FLAGS)
+        message = r.raw("message", "", required=False)
+        if not isinstance(message, str):
+            raise ValueError(f"{r.where}.message: expected a string.")
+        return cls(**kwargs, flag=flag, message=message)
+
+    def applies(self, proposal: Proposal, facts: BorrowerFacts) -> bool:
+        return self.flag in facts.holds and super().applies(proposal, facts)
+
+    def bind(self, ctx: Context) -> Bound:
+        return _HoldBound(self)
+
+
+class _HoldBound(Bound):
+    predictable = False
+
+    def __init__(self, rule: HoldRule) -> None:
+        self.rule = rule
+
+    def ok(self, t: datetime) -> bool:
+        return False
+
+    def earliest(self, t: datetime) -> datetime | None:
+        return None
+
+    def violation(self, t: datetime) -> Violation | None:
+        r = self.rule
+        return Violation(r.code, r.message or HOLD_MESSAGES[r.flag], r.citation)
+
+
+# ---- third parties -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThirdPartyRule(Rule):
+    """Third parties only while the borrower is unreachable, judged from history:
+    at least ``min_attempts`` outbound borrower attempts (``attempt_channels``) in the last ``days`` days,
+    all with ``failed_outcomes``, and no borrower contact (``contact_outcomes``, either direction)
+    in those days."""
+
+    type: ClassVar[str] = "third_party"
+
+    days: int = 3
+    min_attempts: int = 3
+    attempt_channels: tuple[str, ...] = ("call",)
+    failed_outcomes: tuple[str, ...] = ()
+    contact_outcomes: tuple[str, ...] = ()
+    scope: str = "borrower"
+    parties: tuple[str, ...] = ("third_party",)
+
+    def lookback(self) -> timedelta:
+        return timedelta(days=self.days)
+
+    def to_dict(self) -> dict:
+        out = self._base_dict()
+        del out["parties"]
+        out.update(
+            {
+                "days": self.days,
+                "min_attempts": self.min_attempts,
+                "attempt_channels": list(self.attempt_channels),
+                "failed_outcomes": list(self.failed_outcomes),
+                "contact_outcomes": list(self.contact_outcomes),
+                "scope": self.scope,
+            }
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> ThirdPartyRule:
+        scope = r.choice("scope", ("account", "borrower"), "borrower")
+        return cls(
+            code=r.str("code"),
+            citation=r.str("citation"),
+            channels=r.choices("channels", CHANNELS, CHANNELS),
+            days=r.int("days", minimum=1),
+            min_attempts=r.int("min_attempts", minimum=1),
+            attempt_channels=r.choices("attempt_channels", CHANNELS),
+            failed_outcomes=r.choices("failed_outcomes", OUTCOMES),
+            contact_outcomes=r.choices("contact_outcomes", OUTCOMES),
+            scope=scope,
+        )
+
+    def bind(self, ctx: Context) -> Bound:
+        return _ThirdPartyBound(self, ctx)
+
+
+class _ThirdPartyBound(Bound):
+    predictable = False  # refused now: whether the borrower becomes unreachable depends on future attempts
+
+    def __init__(self, rule: ThirdPartyRule, ctx: Context) -> None:
+        self.rule = rule
+        self.ctx = ctx
+        borrower = ("borrower",)
+        self.attempts = ctx.select(
+            channels=rule.attempt_channels, outcomes=OUTCOMES, parties=borrower, scope=rule.scope
+        )
+        self.failed = ctx.select(
+            channels=rule.attempt_channels, outcomes=rule.failed_outcomes, parties=borrower, scope=rule.scope
+        )
+        self.contacts = ctx.select(
+            channels=CHANNELS,
+            outcomes=rule.contact_outcomes,
+            parties=borrower,
+            scope=rule.scope,
+            directions=("outbound", "inbound"),
+        )
+        self.span = timedelta(days=rule.days)
+
+    def _counts(self, t: datetime) -> tuple[int, int, int]:
+        lo = t - self.span
+        return (
+            _count_between(self.attempts, lo, t),
+            _count_between(self.failed, lo, t),
+            _count_between(self.contacts, lo, t),
+        )
+
+    def ok(self, t: datetime) -> bool:
+        attempts, failed, contacts = self._counts(t)
+        return attempts >= self.rule.min_attempts and failed == attempts and contacts == 0
+
+    def earliest(self, t: datetime) -> datetime | None:
+        # Only used once the rule was satisfied at the proposal time; exact over the known history.
+        everything = self.attempts + self.contacts
+        candidates = everything + [a + self.span for a in everything]
+        return _first_ok(self, candidates, t, self.ctx.limit)
+
+    def violation(self, t: datetime) -> Violation | None:
+        if self.ok(t):
+            return None
+        r = self.rule
+        attempts, failed, contacts = self._counts(t)
+        found = f"found {attempts} attempt(s), {attempts - failed} of them answered or with a message left"
+        if contacts:
+            found += f", and {contacts} conversation(s) with the borrower"
+        return Violation(
+            r.code,
+            "Third parties may only be contacted when the borrower cannot be reached: that needs at least "
+            f"{r.min_attempts} unanswered outbound {'/'.join(r.attempt_channels)} attempts to the borrower in the "
+            f"last {r.days} days, none answered, and no conversation with the borrower in that time ({found}).",
+            r.citation,
+        )
+
+
+RULE_TYPES: dict[str, type[Rule]] = {
+    cls.type: cls for cls in (TimeWindowRule, FrequencyRule, CooldownRule, HoldRule, ThirdPartyRule)
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Policy
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One immutable version of a jurisdiction's contact rules."""
+
+    code: str
+    version: int
+    name: str
+    rules: tuple[Rule, ...] = field(default=())
+    effective_from: str | None = None  # ISO date, informational (the database decides what is in force)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Policy:
+        r = _Reader(data, "policy")
+        code = r.str("code")
+        where = f"policy {code}"
+        r.where = where
+        version = r.int("version", minimum=1)
+        name = r.str("name", code)
+        effective = r.raw("effective_from", None, required=False)
+        if effective is not None:
+            effective = _parse_date(effective, f"{where}.effective_from").isoformat()
+        raw_rules = r.raw("rules")
+        if not isinstance(raw_rules, list):
+            raise ValueError(f"{where}.rules: expected a list of rules, got {type(raw_rules).__name__}.")
+        rules = []
+        for i, raw in enumerate(raw_rules):
+            rw = _Reader(raw, f"{where}.rules[{i}]")
+            kind = rw.raw("type")
+            rule_cls = RULE_TYPES.get(kind) if isinstance(kind, str) else None
+            if rule_cls is None:
+                raise ValueError(
+                    f"{rw.where}.type: unknown rule type {kind!r}; allowed: {', '.join(RULE_TYPES)}."
+                )
+            rule = rule_cls.from_dict(rw)  # type: ignore[attr-defined]
+            rw.where = f"{where}.rules[{i}] ({rule.code})"
+            rw.done()
+            rules.append(rule)
+        codes = [rule.code for rule in rules]
+        dupes = sorted({c for c in codes if codes.count(c) > 1})
+        if dupes:
+            raise ValueError(f"{where}.rules: duplicate rule code(s) {dupes}.")
+        r.done()
+        return cls(code=code, version=version, name=name, rules=tuple(rules), effective_from=effective)
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"code": self.code, "version": self.version, "name": self.name}
+        if self.effective_from is not None:
+            out["effective_from"] = self.effective_from
+        out["rules"] = [rule.to_dict() for rule in self.rules]  # type: ignore[attr-defined]
+        return out

@@ -1,0 +1,193 @@
+"""Holds, inbound contacts, input validation and the policy data format."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time as timer
+from datetime import datetime, timedelta
+
+import pytest
+
+from compliance.rules import (
+    CHANNELS,
+    HOLD_FLAGS,
+    OUTCOMES,
+    SEED_POLICIES,
+    Attempt,
+    BorrowerFacts,
+    Policy,
+    Proposal,
+    evaluate,
+    history_window,
+)
+
+from .helpers import POLICIES, call, check, codes, days, local
+
+NY = "America/New_York"
+P = local(NY, 2025, 6, 11, 12, 0)
+
+
+@pytest.mark.parametrize("code", sorted(POLICIES))
+@pytest.mark.parametrize("flag", HOLD_FLAGS)
+def test_each_hold_blocks_everything_without_a_next_time(code, flag):
+    for channel in CHANNELS:
+        for party in ("borrower", "third_party"):
+            d = check(code, P, holds=frozenset({flag}), channel=channel, party=party)
+            assert not d.allowed
+            assert f"HOLD.{flag.upper()}" in codes(d)
+            assert d.next_allowed_at is None
+    v = next(v for v in check(code, P, holds=frozenset({flag})).violations if v.code == f"HOLD.{flag.upper()}")
+    assert v.message and v.citation
+
+
+def test_several_holds_give_several_violations():
+    d = check("US", local(NY, 2025, 6, 11, 22, 0), holds=frozenset({"cease", "bankruptcy"}))
+    assert codes(d) == {"HOLD.CEASE", "HOLD.BANKRUPTCY", "US.FDCPA.TIME_OF_DAY"}
+    assert d.next_allowed_at is None
+
+
+@pytest.mark.parametrize("code", sorted(POLICIES))
+def test_inbound_is_always_allowed(code):
+    history = [call(P - timedelta(hours=h), "right_party_contact") for h in range(1, 40)]
+    at = local(NY, 2025, 12, 25, 3, 0)
+    d = check(code, at, history=history, holds=frozenset(HOLD_FLAGS), direction="inbound")
+    assert d.allowed and d.violations == () and d.next_allowed_at == at
+    assert (d.policy_code, d.policy_version) == (code, 1)
+
+
+def test_naive_datetimes_are_rejected():
+    with pytest.raises(ValueError, match="aware"):
+        Proposal(at=datetime(2025, 6, 11, 12, 0), channel="call", account_id=1)
+    with pytest.raises(ValueError, match="aware"):
+        Attempt(at=datetime(2025, 6, 11, 12, 0), channel="call", outcome="busy", account_id=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"channel": "fax"}, {"party": "neighbour"}, {"direction": "sideways"}],
+)
+def test_bad_proposal_values_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        Proposal(**{"at": P, "channel": "call", "account_id": 1, **kwargs})
+
+
+def test_bad_facts_are_rejected():
+    with pytest.raises(ValueError):
+        BorrowerFacts(time_zones=())
+    with pytest.raises(ValueError):
+        BorrowerFacts(time_zones=("Mars/Olympus_Mons",))
+    with pytest.raises(ValueError):
+        BorrowerFacts(time_zones=(NY,), holds=frozenset({"vacation"}))
+    with pytest.raises(ValueError):
+        Attempt(at=P, channel="call", outcome="exploded", account_id=1)
+    # lists (e.g. from a JSON field) are accepted and frozen
+    facts = BorrowerFacts(time_zones=[NY], holds=["cease"])
+    assert facts.time_zones == (NY,) and facts.holds == frozenset({"cease"})
+
+
+def test_seed_policies_are_json_and_round_trip():
+    assert [p["code"] for p in SEED_POLICIES] == ["US", "US-MA", "CN", "AU"]
+    for data in SEED_POLICIES:
+        assert json.loads(json.dumps(data)) == data
+        assert data["version"] == 1 and data["effective_from"] == "2020-01-01"
+        policy = Policy.from_dict(data)
+        assert Policy.from_dict(policy.to_dict()) == policy
+        assert Policy.from_dict(json.loads(json.dumps(policy.to_dict()))).to_dict() == policy.to_dict()
+
+
+def test_history_window():
+    assert history_window(POLICIES["US"]) == days(7)
+    assert history_window(POLICIES["US-MA"]) == days(7)
+    assert history_window(POLICIES["CN"]) == days(3)
+    assert history_window(POLICIES["AU"]) == days(30)
+
+
+def test_a_supervisor_can_draft_a_new_version_by_editing_numbers():
+    data = copy.deepcopy(POLICIES["US"].to_dict())
+    data["version"] = 2
+    rule = next(r for r in data["rules"] if r["code"] == "US.REGF.CALL_FREQUENCY")
+    rule["max"] = 3
+    v2 = Policy.from_dict(data)
+    history = [call(P - days(k), "voicemail") for k in (1, 2, 3)]
+    assert check("US", P, history=history).allowed
+    d = evaluate(policy=v2, facts=BorrowerFacts((NY,)), history=history, proposal=Proposal(P, "call", 1))
+    assert not d.allowed and d.policy_version == 2 and "(limit 3)" in d.violations[0].message
+
+
+def test_rule_indexes_used_below():
+    rules = SEED_POLICIES[0]["rules"]
+    assert rules[FREQ]["code"] == "US.REGF.CALL_FREQUENCY" and rules[WIN]["code"] == "US.FDCPA.TIME_OF_DAY"
+
+
+def _mutated(path_and_value):
+    data = copy.deepcopy(SEED_POLICIES[0])
+    path, value = path_and_value
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return data
+
+
+FREQ = 6  # index of US.REGF.CALL_FREQUENCY in the US seed
+WIN = 5  # index of US.FDCPA.TIME_OF_DAY
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ((["rules", FREQ, "type"], "vibes"), "unknown rule type"),
+        ((["rules", FREQ, "max"], -1), "at least 0"),
+        ((["rules", FREQ, "max"], 2.5), "whole number"),
+        ((["rules", FREQ, "max"], True), "whole number"),
+        ((["rules", FREQ, "days"], 0), "at least 1"),
+        ((["rules", FREQ, "period"], "fortnight"), "period"),
+        ((["rules", FREQ, "scope"], "planet"), "scope"),
+        ((["rules", FREQ, "count_outcomes"], ["answered"]), "unknown value"),
+        ((["rules", FREQ, "channels"], ["pigeon"]), "unknown value"),
+        ((["rules", FREQ, "maximum"], 3), "unknown field"),
+        ((["rules", FREQ, "code"], KeyError), "missing required field 'code'"),
+        ((["rules", FREQ, "code"], "HOLD.CEASE"), "duplicate rule code"),
+        ((["rules", WIN, "windows", 0, "start"], "8am"), "HH:MM"),
+        ((["rules", WIN, "windows", 0, "start"], "25:00"), "HH:MM"),
+        ((["rules", WIN, "windows", 0, "end"], "07:00"), "must be before"),
+        ((["rules", WIN, "windows", 0, "days"], ["funday"]), "unknown value"),
+        ((["rules", WIN, "windows"], []), "non-empty"),
+        ((["rules", WIN, "closed_dates"], ["2025-13-01"]), "YYYY-MM-DD"),
+        ((["rules", 0, "flag"], "grumpy"), "flag"),
+        ((["version"], 0), "at least 1"),
+        ((["rules"], {}), "list of rules"),
+        ((["effective_from"], "soon"), "YYYY-MM-DD"),
+    ],
+)
+def test_from_dict_rejects_bad_data(change, message):
+    with pytest.raises(ValueError, match=message):
+        Policy.from_dict(_mutated(change))
+
+
+def test_from_dict_rejects_non_dicts():
+    with pytest.raises(ValueError):
+        Policy.from_dict([])  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Policy.from_dict({"code": "X", "version": 1, "rules": ["time_window"]})
+
+
+def test_evaluate_is_fast():
+    history = []
+    for k in range(50):
+        outcome = OUTCOMES[k % len(OUTCOMES)]
+        history.append(Attempt(P - timedelta(hours=7 * k + 1), ("call", "sms")[k % 2], outcome, 1 + k % 3, phone="+1"))
+    facts = BorrowerFacts((NY, "America/Los_Angeles"))
+    for code, policy in POLICIES.items():
+        proposal = Proposal(P, "call", 1, phone="+1")
+        evaluate(policy=policy, facts=facts, history=history, proposal=proposal)
+        runs = 200
+        start = timer.perf_counter()
+        for _ in range(runs):
+            evaluate(policy=policy, facts=facts, history=history, proposal=proposal)
+        per_call = (timer.perf_counter() - start) / runs
+        assert per_call < 0.001, (code, per_call)

@@ -1,0 +1,70 @@
+"""Audit log: hash chain, verification, append-only (in Python everywhere, in the database on PostgreSQL)."""
+
+import pytest
+from django.db import connection, transaction
+from django.db.utils import DatabaseError
+
+from compliance.audit import audit_log, audit_verify
+from compliance.models import AuditEvent, AuditVerification
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+def make_events(n=5):
+    lender = f.lender()
+    return [audit_log(action="tests.event", lender_id=lender.pk, data={"i": i, "amount": "12.50"}) for i in range(n)]
+
+
+def test_chain_links_and_verifies():
+    events = make_events()
+    assert events[0].prev_hash == "0" * 64 and events[0].seq == 1
+    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    result = audit_verify()
+    assert result.ok and result.checked == 5
+    assert AuditVerification.objects.get().ok
+
+
+def test_secrets_are_masked():
+    ev = audit_log(action="tests.secret", data={"password": "hunter2", "national_id": "110101199003074258", "x": 1})
+    assert ev.data == {"password": "***", "national_id": "***", "x": 1}
+
+
+def test_python_refuses_update_and_delete():
+    ev = make_events(1)[0]
+    with pytest.raises(RuntimeError):
+        ev.save()
+    with pytest.raises(RuntimeError):
+        ev.delete()
+
+
+def test_verify_finds_row_altered_with_trigger_disabled(require_postgres):
+    events = make_events()
+    target = events[2]
+    with connection.cursor() as cur:
+        cur.execute("ALTER TABLE compliance_auditevent DISABLE TRIGGER compliance_auditevent_append_only")
+        cur.execute("UPDATE compliance_auditevent SET data = %s WHERE id = %s", ['{"i": 99}', target.pk])
+        cur.execute("ALTER TABLE compliance_auditevent ENABLE TRIGGER compliance_auditevent_append_only")
+    result = audit_verify()
+    assert not result.ok and result.first_broken_id == target.pk and "altered" in result.detail
+
+
+def test_verify_finds_deleted_row(require_postgres):
+    events = make_events()
+    with connection.cursor() as cur:
+        cur.execute("ALTER TABLE compliance_auditevent DISABLE TRIGGER compliance_auditevent_append_only")
+        cur.execute("DELETE FROM compliance_auditevent WHERE id = %s", [events[1].pk])
+        cur.execute("ALTER TABLE compliance_auditevent ENABLE TRIGGER compliance_auditevent_append_only")
+    result = audit_verify()
+    assert not result.ok and result.first_broken_id == events[2].pk
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE compliance_auditevent SET action = 'x' WHERE id = %s",
+    "DELETE FROM compliance_auditevent WHERE id = %s",
+])
+def test_postgres_trigger_refuses_raw_sql(require_postgres, sql):
+    ev = make_events(1)[0]
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute(sql, [ev.pk])
+    assert AuditEvent.objects.filter(pk=ev.pk, action="tests.event").exists()

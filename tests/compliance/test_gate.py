@@ -1,0 +1,120 @@
+"""The one write path for outreach: check, then record or refuse; both audited; nothing bypasses it."""
+
+import ast
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from cases import services
+from cases.models import ContactAttempt, GateClosed
+from compliance.models import AuditEvent
+from tests import factories as f
+from tests.cases.test_api import lawful_past_time
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db
+
+
+def test_direct_creation_is_refused():
+    acc = f.account(lender=f.lender())
+    with pytest.raises(GateClosed):
+        ContactAttempt.objects.create(
+            lender=acc.lender, borrower=acc.borrower, account=acc, channel="call", outcome="no_answer",
+            occurred_at=timezone.now(), policy_code="CN", policy_version=1,
+        )
+    with pytest.raises(GateClosed):
+        ContactAttempt(lender=acc.lender, borrower=acc.borrower, account=acc, channel="call", outcome="busy",
+                       occurred_at=timezone.now(), policy_code="CN", policy_version=1).save()
+    assert not ContactAttempt.objects.exists()
+
+
+def test_no_module_creates_attempts_outside_the_service():
+    """Static guard: only cases/services.py may construct ContactAttempt or bulk-create them."""
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in {".venv", "tests", "bench"} or "migrations" in rel.parts or rel == Path("cases/services.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                fn = node.func
+                name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+                owner = ast.unparse(fn.value) if isinstance(fn, ast.Attribute) else ""
+                if name == "ContactAttempt" or ("ContactAttempt" in owner and name in {"create", "bulk_create", "get_or_create", "update_or_create"}):
+                    offenders.append(f"{rel}:{node.lineno}")
+    assert offenders == []
+
+
+def test_bulk_create_is_refused_too():
+    acc = f.account(lender=f.lender())
+    with pytest.raises(GateClosed):
+        ContactAttempt.objects.bulk_create([
+            ContactAttempt(lender=acc.lender, borrower=acc.borrower, account=acc, channel="call", outcome="busy",
+                           occurred_at=timezone.now(), policy_code="CN", policy_version=1)
+        ])
+
+
+def test_allowed_attempt_recorded_with_audit_in_same_transaction():
+    agent = f.user()
+    acc = f.account(lender=f.lender(), agent=agent)
+    attempt = services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="right_party_contact",
+                                              occurred_at=lawful_past_time())
+    assert attempt.pk and attempt.policy_code == "CN" and attempt.policy_version >= 1
+    acc.refresh_from_db()
+    assert acc.status == "in_contact"
+    ev = AuditEvent.objects.get(action="cases.contact_attempt.recorded")
+    assert ev.subject_id == str(attempt.pk) and ev.policy_version == attempt.policy_version
+
+
+@pytest.mark.parametrize("flag", ["cease", "dispute", "attorney", "bankruptcy", "deceased"])
+def test_holds_block_and_refusal_is_audited(flag):
+    agent = f.user()
+    acc = f.account(lender=f.lender(), agent=agent, **{flag: True})
+    with pytest.raises(services.ContactRefused) as exc:
+        services.contact_attempt_record(account=acc, actor=agent, channel="sms", outcome="delivered",
+                                        occurred_at=lawful_past_time())
+    assert exc.value.decision.next_allowed_at is None
+    assert not ContactAttempt.objects.exists()
+    ev = AuditEvent.objects.get(action="compliance.contact.blocked")
+    assert ev.actor == agent and ev.data["allowed"] is False and ev.data["next_allowed_at"] is None
+
+
+def test_inbound_call_recorded_despite_hold():
+    agent = f.user()
+    acc = f.account(lender=f.lender(), agent=agent, cease=True)
+    attempt = services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="right_party_contact",
+                                              direction="inbound", occurred_at=lawful_past_time().replace(hour=23))
+    assert attempt.direction == "inbound"
+
+
+def test_bad_input_raises_validation_error_and_records_nothing():
+    acc = f.account(lender=f.lender())
+    with pytest.raises(ValidationError):
+        services.contact_attempt_record(account=acc, actor=None, channel="fax", outcome="no_answer")
+    with pytest.raises(ValidationError):
+        services.contact_attempt_record(account=acc, actor=None, channel="call", outcome="no_answer",
+                                        occurred_at=timezone.now() + timedelta(hours=2))
+    assert not ContactAttempt.objects.exists() and not AuditEvent.objects.exists()
+
+
+def test_frequency_cap_counts_history_per_debt():
+    """US-MA: a third telephone communication within 7 days is refused, with the time the oldest ages out."""
+    agent = f.user()
+    acc = f.account(lender=f.lender(), agent=agent, jurisdiction="US-MA", zones=("America/New_York",), currency="USD")
+    base = lawful_past_time("America/New_York", hour=10) - timedelta(days=2)
+    # Not-connected calls do not count towards the cap.
+    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="no_answer", occurred_at=base)
+    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="voicemail",
+                                    occurred_at=base + timedelta(hours=1))
+    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="voicemail",
+                                    occurred_at=base + timedelta(days=1))
+    with pytest.raises(services.ContactRefused) as exc:
+        services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="voicemail",
+                                        occurred_at=base + timedelta(days=2))
+    codes = [v.code for v in exc.value.decision.violations]
+    assert any("MA" in c for c in codes)
+    assert exc.value.decision.next_allowed_at == base + timedelta(hours=1, days=7)

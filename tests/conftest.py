@@ -1,0 +1,130 @@
+"""Shared fixtures. Services (PostgreSQL, Redis, a Celery worker, Chromium) are used for real:
+without them the tests that need them are skipped, unless REQUIRE_SERVICES=1 (CI), where they fail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from django.db import connection
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def missing(reason: str):
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _port_open(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def require_postgres():
+    if connection.vendor != "postgresql":
+        missing("PostgreSQL is not configured (set DATABASE_URL=postgres://...)")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url or not _port_open(url, 6379):
+        missing("Redis is not reachable (set REDIS_URL=redis://127.0.0.1:6379/15)")
+    return url
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        missing(f"Chromium not found at {CHROMIUM}")
+    return CHROMIUM
+
+
+@pytest.fixture(autouse=True)
+def _policies_after_flush(request):
+    """Transactional tests flush every table, including the policies seeded by migration; put them back."""
+    if not ({"transactional_db", "live_server"} & set(request.fixturenames)):
+        return
+    request.getfixturevalue("transactional_db")
+    import json
+    from datetime import UTC, datetime
+
+    from compliance.models import Policy
+
+    for data in json.loads((ROOT / "compliance/migrations/policies_v1.json").read_text(encoding="utf-8")):
+        Policy.objects.get_or_create(
+            code=data["code"], version=data["version"],
+            defaults={"name": data["name"], "status": "published", "rules": data,
+                      "effective_from": datetime.fromisoformat(data["effective_from"]).replace(tzinfo=UTC)},
+        )
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager_by_default(settings):
+    """Unit tests run tasks in-process; tests using ``celery_worker`` switch to the real broker."""
+    from servicing.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def celery_worker(transactional_db, require_postgres, redis_url):
+    """A real ``celery worker`` process, fed through Redis, talking to the test database over PostgreSQL."""
+    from servicing.celery import app
+
+    db = connection.settings_dict
+    db_url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    # Runs are isolated by the Redis database number in REDIS_URL; the queue is the normal one.
+    queue = app.conf.task_default_queue
+    node = f"test-{uuid.uuid4().hex[:10]}@localhost"
+    app.control.purge()
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    log = open(ROOT / f".worker-{node}.log", "w")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "servicing", "worker", "-Q", queue, "-n", node,
+         "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    app.conf.task_always_eager = False
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"celery worker exited: {(ROOT / log.name).read_text()[-2000:]}")
+            if app.control.ping(destination=[node], timeout=1.0):
+                break
+        else:
+            pytest.fail("celery worker did not answer a ping within 60 s")
+        yield {"queue": queue, "node": node, "process": proc, "log": Path(log.name)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
