@@ -214,8 +214,6 @@ class GatedQuerySet(models.QuerySet):
 
 
 class ContactAttempt(models.Model):
-    objects = GatedQuerySet.as_manager()
-
     class Channel(models.TextChoices):
         CALL = "call", _("Phone call")
         SMS = "sms", _("SMS")
@@ -267,6 +265,8 @@ class ContactAttempt(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.WEB)
     policy_code = models.CharField(max_length=10)
     policy_version = models.PositiveIntegerField()
+
+    objects = GatedQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("contact attempt")

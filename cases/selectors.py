@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import date, datetime
 
-from .models import OverdueAccount, User
+from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from compliance import rules
+from compliance.selectors import contact_check_bulk
+
+from .models import Callback, ContactAttempt, Note, OverdueAccount, Payment, PromiseToPay, RepaymentPlan, User
 
 
 def account_list_for_user(*, user: User) -> QuerySet[OverdueAccount]:
@@ -28,3 +36,139 @@ def mask_phone(value: str) -> str:
 
 def mask_national_id(value: str) -> str:
     return value if len(value) < 8 else f"{value[:4]}{'*' * (len(value) - 8)}{value[-4:]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Agent work queue
+
+#: Queue order, most urgent first (documented in the README and on the queue page):
+#: 1. a callback the agent scheduled is due (due time passed, still scheduled);
+#: 2. a promise to pay falls due today;
+#: 3. the account has a broken promise;
+#: 4. more days past due; 5. higher outstanding balance; 6. oldest account id (stable order).
+#: A risk score will slot in before days past due once it exists.
+QUEUE_ORDER = ("-callback_due", "-promise_today", "-broken_promise", "-days_past_due", "-balance", "id")
+
+
+def account_queue(
+    *,
+    user: User,
+    bucket: str = "",
+    status: str = "",
+    lender_id: int | None = None,
+    agent_id: int | None = None,
+    search: str = "",
+    now: datetime | None = None,
+    today: date | None = None,
+) -> QuerySet[OverdueAccount]:
+    """The user's open accounts in priority order, as a lean queryset of the account table only.
+
+    Paginate it (COUNT + one page of ids), then load the page with ``queue_page_load``: joining
+    borrowers and lenders only for the page's rows keeps the big sort on one narrow table.
+    """
+    now = now or timezone.now()
+    today = today or timezone.localdate(now)
+    qs = account_list_for_user(user=user).select_related(None).filter(status__in=OverdueAccount.OPEN_STATUSES)
+    if bucket:
+        qs = qs.filter(bucket=bucket)
+    if status:
+        qs = qs.filter(status=status)
+    if lender_id:
+        qs = qs.filter(lender_id=lender_id)
+    if agent_id:
+        qs = qs.filter(assigned_agent_id=agent_id)
+    search = search.strip()
+    if search:
+        cond = Q(borrower__name__icontains=search) | Q(external_ref__icontains=search)
+        digits = "".join(ch for ch in search if ch.isdigit())
+        if len(digits) >= 4:
+            qs = qs.annotate(_phones=Cast("borrower__phones", TextField()))
+            cond |= Q(_phones__contains=digits)
+        qs = qs.filter(cond)
+    return _with_queue_flags(qs, now=now, today=today).order_by(*QUEUE_ORDER)
+
+
+def _with_queue_flags(qs: QuerySet[OverdueAccount], *, now: datetime, today: date) -> QuerySet[OverdueAccount]:
+    return qs.annotate(
+        callback_due=Exists(Callback.objects.filter(account=OuterRef("pk"), status="scheduled", due_at__lte=now)),
+        promise_today=Exists(PromiseToPay.objects.filter(account=OuterRef("pk"), status="open", due_date=today)),
+        broken_promise=Exists(PromiseToPay.objects.filter(account=OuterRef("pk"), status="broken")),
+    )
+
+
+def queue_page_load(*, user: User, ids: list[int], now: datetime, today: date | None = None) -> list[OverdueAccount]:
+    """One page of the queue with borrower, lender and lock holder, in the order of ``ids`` (one query)."""
+    today = today or timezone.localdate(now)
+    qs = account_list_for_user(user=user).select_related("locked_by").filter(pk__in=ids)
+    by_id = {a.pk: a for a in _with_queue_flags(qs, now=now, today=today)}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+@dataclass
+class QueueRow:
+    account: OverdueAccount
+    decision: rules.Decision | None  # None: no policy published for the borrower's jurisdiction
+    locked_by_other: bool
+
+
+def queue_rows(*, user: User, accounts: list[OverdueAccount], at: datetime, channel: str = "call") -> list[QueueRow]:
+    """Contact status for a page of accounts in bulk: policies and history in two queries, whatever the page size."""
+    decisions = contact_check_bulk(accounts=accounts, channels=(channel,), at=at)
+    return [
+        QueueRow(
+            account=a,
+            decision=decisions[(a.pk, channel)],
+            locked_by_other=bool(a.locked_by_id and a.locked_by_id != user.pk and a.locked_until and a.locked_until > at),
+        )
+        for a in accounts
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Case page
+
+
+TIMELINE_DUPLICATE_ACTIONS = (
+    "cases.contact_attempt.recorded", "cases.promise.created", "cases.repayment_plan.created",
+    "cases.payment.recorded", "cases.note.added", "cases.callback.scheduled",
+)
+
+
+@dataclass
+class TimelineEntry:
+    kind: str  # attempt, promise, plan, payment, note, callback, audit
+    at: datetime
+    obj: object
+
+
+def account_timeline(*, account: OverdueAccount, limit: int = 100) -> list[TimelineEntry]:
+    """Everything that happened on the account, newest first (a fixed number of queries)."""
+    from compliance.models import AuditEvent
+
+    entries: list[TimelineEntry] = []
+    for a in ContactAttempt.objects.filter(account=account).select_related("agent").order_by("-occurred_at")[:limit]:
+        entries.append(TimelineEntry("attempt", a.occurred_at, a))
+    for p in PromiseToPay.objects.filter(account=account).select_related("created_by").order_by("-created_at")[:limit]:
+        entries.append(TimelineEntry("promise", p.created_at, p))
+    for p in (RepaymentPlan.objects.filter(account=account).select_related("created_by")
+              .prefetch_related("instalments").order_by("-created_at")[:limit]):
+        entries.append(TimelineEntry("plan", p.created_at, p))
+    for p in Payment.objects.filter(account=account).select_related("recorded_by").order_by("-paid_at")[:limit]:
+        entries.append(TimelineEntry("payment", p.paid_at, p))
+    for n in Note.objects.filter(account=account).select_related("author").order_by("-created_at")[:limit]:
+        entries.append(TimelineEntry("note", n.created_at, n))
+    for c in Callback.objects.filter(account=account).select_related("agent").order_by("-created_at")[:limit]:
+        entries.append(TimelineEntry("callback", c.created_at, c))
+    # Audit events that merely restate a record shown above are left out; refusals, status and
+    # assignment changes, locks and PII views are only in the audit log, so they are shown.
+    audit = AuditEvent.objects.filter(account_id=account.pk).exclude(action__in=TIMELINE_DUPLICATE_ACTIONS)
+    for e in audit.order_by("-created_at")[:limit]:
+        entries.append(TimelineEntry("audit", e.created_at, e))
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:limit * 2]
+
+
+def account_contact_status(*, account: OverdueAccount, at: datetime) -> dict[str, rules.Decision | None]:
+    """The compliance decision for every channel now (two queries)."""
+    decisions = contact_check_bulk(accounts=[account], channels=tuple(ContactAttempt.Channel.values), at=at)
+    return {ch: decisions[(account.pk, ch)] for ch in ContactAttempt.Channel.values}

@@ -19,16 +19,19 @@ from compliance.selectors import (
     default_phone,
     policy_in_force,
 )
+from servicing import clock  # controllable "now" (tests move it in every process)
 
 from .models import (
     _GATE,
     Borrower,
     Callback,
     ContactAttempt,
+    Instalment,
     Note,
     OverdueAccount,
     Payment,
     PromiseToPay,
+    RepaymentPlan,
     User,
 )
 
@@ -61,7 +64,7 @@ def _validate_outreach(*, channel: str, outcome: str, direction: str, party: str
         errors["party"] = f"Unknown party {party!r}."
     if timezone.is_naive(occurred_at):
         errors["occurred_at"] = "Time must include a time zone offset."
-    elif occurred_at > timezone.now() + MAX_CLOCK_SKEW:
+    elif occurred_at > clock.now() + MAX_CLOCK_SKEW:
         errors["occurred_at"] = "An outreach cannot be logged in the future."
     if errors:
         raise ValidationError(errors)
@@ -86,7 +89,7 @@ def contact_attempt_record(
     see each other's attempts and cannot together exceed a frequency cap.
     Raises ContactRefused (after committing the refusal's audit event) or ValidationError.
     """
-    occurred_at = occurred_at or timezone.now()
+    occurred_at = occurred_at or clock.now()
     _validate_outreach(channel=channel, outcome=outcome, direction=direction, party=party, occurred_at=occurred_at)
     refused: rules.Decision | None = None
     with transaction.atomic():
@@ -294,16 +297,178 @@ def note_add(*, actor: User, account: OverdueAccount, body: str) -> Note:
 
 
 def callback_schedule(*, actor: User, account: OverdueAccount, due_at: datetime, channel: str = "call", note: str = "") -> Callback:
-    """Refused when the callback itself would not be a lawful outreach at that time."""
+    """Refused when the callback itself would not be a lawful outreach at that time.
+
+    A refusal is audited (``compliance.callback.blocked``) and committed before ContactRefused is raised.
+    """
     from compliance.selectors import contact_check
 
+    if channel not in ContactAttempt.Channel.values:
+        raise ValidationError({"channel": f"Unknown channel {channel!r}."})
+    if timezone.is_naive(due_at):
+        raise ValidationError({"due_at": "Time must include a time zone offset."})
+    if due_at <= timezone.now():
+        raise ValidationError({"due_at": "A callback must be scheduled in the future."})
     decision = contact_check(account=account, channel=channel, at=due_at)
+    with transaction.atomic():
+        if not decision.allowed:
+            audit_log(
+                action="compliance.callback.blocked", actor=actor, lender_id=account.lender_id, subject=account,
+                account_id=account.pk, borrower_id=account.borrower_id,
+                policy_code=decision.policy_code, policy_version=decision.policy_version,
+                data={"due_at": due_at, "channel": channel, **decision_as_dict(decision)},
+            )
+        else:
+            callback = Callback.objects.create(account=account, agent=actor, due_at=due_at, channel=channel, note=note[:500])
+            audit_log(
+                action="cases.callback.scheduled", actor=actor, lender_id=account.lender_id, subject=callback,
+                account_id=account.pk, borrower_id=account.borrower_id, data={"due_at": due_at, "channel": channel},
+            )
     if not decision.allowed:
         raise ContactRefused(decision)
+    return callback
+
+
+# ---------------------------------------------------------------------------------------------
+# Agent workspace: repayment plans, soft locks, bulk assignment, PII reveal
+
+LOCK_TTL = timedelta(minutes=15)
+
+
+def repayment_plan_create(
+    *, actor: User, account: OverdueAccount, total_amount: Decimal, instalments: list[tuple[date, Decimal]]
+) -> RepaymentPlan:
+    """A negotiated schedule: instalment amounts must add up to exactly the agreed total."""
+    from django.utils.translation import gettext as _
+
+    errors: dict[str, str] = {}
+    if total_amount <= 0:
+        errors["total_amount"] = _("The agreed amount must be positive.")
+    elif total_amount > account.balance:
+        errors["total_amount"] = _("The agreed amount exceeds the outstanding balance.")
+    if not instalments:
+        errors["instalments"] = _("A plan needs at least one instalment.")
+    else:
+        dates = [d for d, _a in instalments]
+        if any(a <= 0 for _d, a in instalments):
+            errors["instalments"] = _("Every instalment amount must be positive.")
+        elif dates != sorted(dates) or len(set(dates)) != len(dates):
+            errors["instalments"] = _("Instalment dates must be distinct and in order.")
+        elif dates[0] < timezone.localdate():
+            errors["instalments"] = _("The first instalment cannot be in the past.")
+        elif sum((a for _d, a in instalments), Decimal("0")) != total_amount:
+            errors["instalments"] = _("The instalments add up to %(sum)s, not the agreed %(total)s.") % {
+                "sum": sum((a for _d, a in instalments), Decimal("0")), "total": total_amount}
+    if errors:
+        raise ValidationError(errors)
     with transaction.atomic():
-        callback = Callback.objects.create(account=account, agent=actor, due_at=due_at, channel=channel, note=note)
-        audit_log(
-            action="cases.callback.scheduled", actor=actor, lender_id=account.lender_id, subject=callback,
-            account_id=account.pk, borrower_id=account.borrower_id, data={"due_at": due_at, "channel": channel},
+        account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
+        if not account.is_open:
+            raise ValidationError(_("This account is closed; no plan can be made."))
+        # A new plan replaces the active one (renegotiation), visibly in the audit log.
+        replaced = list(account.plans.filter(status=RepaymentPlan.Status.ACTIVE).values_list("pk", flat=True))
+        RepaymentPlan.objects.filter(pk__in=replaced).update(status=RepaymentPlan.Status.CANCELLED)
+        plan = RepaymentPlan(account=account, total_amount=total_amount, currency=account.currency, created_by=actor)
+        plan.full_clean()
+        plan.save()
+        Instalment.objects.bulk_create(
+            [Instalment(plan=plan, seq=i, due_date=d, amount=a) for i, (d, a) in enumerate(instalments, start=1)]
         )
-        return callback
+        if account.status in ("new", "assigned", "in_contact", "promise"):
+            account.status = OverdueAccount.Status.PLAN
+            account.save(update_fields=["status", "updated_at"])
+        audit_log(
+            action="cases.repayment_plan.created", actor=actor, lender_id=account.lender_id, subject=plan,
+            account_id=account.pk, borrower_id=account.borrower_id,
+            data={"total_amount": total_amount, "currency": account.currency, "replaced_plans": replaced,
+                  "instalments": [{"due_date": d, "amount": a} for d, a in instalments]},
+        )
+        return plan
+
+
+def account_lock_acquire(*, actor: User, account: OverdueAccount, ttl: timedelta = LOCK_TTL) -> tuple[bool, OverdueAccount]:
+    """Soft lock: one agent works an account at a time. Returns (acquired, fresh account).
+
+    Re-acquiring one's own lock just extends it (not audited: it happens on every page view);
+    taking a free or expired lock is audited.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        account = OverdueAccount.objects.select_for_update(of=("self",)).select_related("locked_by", "borrower", "lender").get(pk=account.pk)
+        held_by_other = account.locked_by_id not in (None, actor.pk) and account.locked_until and account.locked_until > now
+        if held_by_other:
+            return False, account
+        mine = account.locked_by_id == actor.pk and account.locked_until and account.locked_until > now
+        account.locked_by, account.locked_until = actor, now + ttl
+        account.save(update_fields=["locked_by", "locked_until"])
+        if not mine:
+            audit_log(
+                action="cases.account.locked", actor=actor, lender_id=account.lender_id, subject=account,
+                account_id=account.pk, borrower_id=account.borrower_id, data={"until": account.locked_until},
+            )
+        return True, account
+
+
+def account_lock_release(*, actor: User, account: OverdueAccount) -> bool:
+    """Release the caller's own lock (supervisors may release anyone's). Returns whether a lock was released."""
+    with transaction.atomic():
+        account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
+        if account.locked_by_id is None or (account.locked_by_id != actor.pk and not actor.is_supervisor):
+            return False
+        holder = account.locked_by_id
+        account.locked_by, account.locked_until = None, None
+        account.save(update_fields=["locked_by", "locked_until"])
+        audit_log(
+            action="cases.account.unlocked", actor=actor, lender_id=account.lender_id, subject=account,
+            account_id=account.pk, borrower_id=account.borrower_id, data={"holder": holder},
+        )
+        return True
+
+
+def account_assign_bulk(*, actor: User, account_ids: list[int], agent: User | None) -> int:
+    """Assign (or unassign, agent=None) many accounts at once: all or nothing, one audit event per account."""
+    from django.utils.translation import gettext as _
+
+    if not actor.is_supervisor:
+        raise ValidationError(_("Only supervisors can assign accounts."))
+    if agent is not None and not agent.is_agent:
+        raise ValidationError({"agent": _("Accounts can only be assigned to agents.")})
+    if not account_ids:
+        raise ValidationError(_("Select at least one account."))
+    allowed_lenders = set(agent.lenders.values_list("pk", flat=True)) if agent is not None else set()
+    with transaction.atomic():
+        accounts = list(OverdueAccount.objects.select_for_update().filter(pk__in=set(account_ids)).order_by("pk"))
+        closed = [a.external_ref for a in accounts if not a.is_open]
+        if closed:
+            raise ValidationError(_("These accounts are closed and cannot be assigned: %(refs)s") % {"refs": ", ".join(closed[:20])})
+        if allowed_lenders:
+            foreign = [a.external_ref for a in accounts if a.lender_id not in allowed_lenders]
+            if foreign:
+                raise ValidationError(
+                    _("%(agent)s may not work these lenders' accounts: %(refs)s") % {"agent": agent.get_username(), "refs": ", ".join(foreign[:20])}
+                )
+        for account in accounts:
+            before = account.assigned_agent_id
+            if before == (agent.pk if agent else None):
+                continue
+            account.assigned_agent = agent
+            if agent is not None and account.status == OverdueAccount.Status.NEW:
+                account.status = OverdueAccount.Status.ASSIGNED
+            # A reassigned account is no longer being worked by its previous holder.
+            account.locked_by, account.locked_until = None, None
+            account.save(update_fields=["assigned_agent", "status", "locked_by", "locked_until", "updated_at"])
+            audit_log(
+                action="cases.account.assigned", actor=actor, lender_id=account.lender_id, subject=account,
+                account_id=account.pk, borrower_id=account.borrower_id,
+                data={"from_agent": before, "to_agent": agent.pk if agent else None, "bulk": True},
+            )
+        return len(accounts)
+
+
+def borrower_pii_reveal(*, actor: User, account: OverdueAccount, fields: list[str]) -> None:
+    """Unmasked PII was shown to ``actor``: who saw what, when (values themselves are not logged)."""
+    with transaction.atomic():
+        audit_log(
+            action="cases.pii.viewed", actor=actor, lender_id=account.lender_id, subject=account.borrower,
+            account_id=account.pk, borrower_id=account.borrower_id, data={"fields": fields},
+        )

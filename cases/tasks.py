@@ -9,3 +9,13 @@ from . import services
 def account_age_task(account_id: int) -> dict:
     account = services.account_age(account_id=account_id)
     return {"account_id": account.pk, "days_past_due": account.days_past_due, "bucket": account.bucket}
+
+
+@shared_task(acks_late=True)
+def placement_batch_process_task(batch_id: int) -> dict:
+    """Validate and apply one uploaded placement/recall file (cases.importers.services)."""
+    from .importers.services import placement_batch_process
+
+    batch = placement_batch_process(batch_id=batch_id)
+    return {"batch_id": batch.pk, "state": batch.state, "created": batch.created_count,
+            "updated": batch.updated_count, "unchanged": batch.unchanged_count, "errors": batch.error_count}

@@ -8,7 +8,10 @@ serialising on one lock while still letting ``audit_verify`` prove each chain wh
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import multiprocessing
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,6 +113,53 @@ def audit_log(
         return event
 
 
+def audit_log_many(*, events: list[dict], actor=None, actor_label: str = "", batch_size: int = 5000) -> int:
+    """Append many events in a handful of queries (bulk jobs such as daily ageing).
+
+    Each item of ``events`` takes the keyword arguments of ``audit_log`` except ``actor`` (shared),
+    and may give ``subject_type``/``subject_id`` instead of a ``subject`` instance so callers need not
+    load rows. Chains are extended in the given order; the heads of all chains involved are locked
+    (in chain order, so two bulk writers cannot deadlock) for the caller's transaction.
+    Queries: 2 to lock the heads, len(events)/batch_size inserts, 1 to move the heads.
+    """
+    if not events:
+        return 0
+    with transaction.atomic():
+        chains = sorted({e.get("lender_id") or 0 for e in events})
+        AuditChainHead.objects.bulk_create([AuditChainHead(chain=c) for c in chains], ignore_conflicts=True)
+        heads = {h.chain: h for h in AuditChainHead.objects.select_for_update().filter(chain__in=chains).order_by("chain")}
+        user = actor if getattr(actor, "is_authenticated", False) else None
+        label = actor_label or (user.get_username() if user else "system")
+        created = timezone.now()
+        rows = []
+        for e in events:
+            head = heads[e.get("lender_id") or 0]
+            subject = e.get("subject")
+            event = AuditEvent(
+                chain=head.chain,
+                seq=head.seq + 1,
+                created_at=created,
+                actor=user,
+                actor_label=label,
+                lender_id=e.get("lender_id"),
+                action=e["action"],
+                subject_type=subject._meta.label_lower if subject is not None else e.get("subject_type", ""),
+                subject_id=str(subject.pk) if subject is not None else str(e.get("subject_id", "")),
+                account_id=e.get("account_id"),
+                borrower_id=e.get("borrower_id"),
+                data=json.loads(_canonical(_jsonable(e.get("data") or {}))),
+                policy_code=e.get("policy_code", ""),
+                policy_version=e.get("policy_version"),
+                prev_hash=head.hash,
+            )
+            event.hash = event_hash(event)
+            head.seq, head.hash = event.seq, event.hash
+            rows.append(event)
+        AuditEvent.objects.bulk_create(rows, batch_size=batch_size)
+        AuditChainHead.objects.bulk_update(list(heads.values()), ["seq", "hash"], batch_size=batch_size)
+        return len(rows)
+
+
 @dataclass
 class VerifyResult:
     ok: bool
@@ -118,48 +168,328 @@ class VerifyResult:
     detail: str = ""
 
 
-def _events(chain: int, batch: int) -> Iterator[AuditEvent]:
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_STR = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for str
+_VERIFY_COLUMNS = (
+    "id", "seq", "created_at", "actor_id", "actor_label", "lender_id", "action", "subject_type", "subject_id",
+    "account_id", "borrower_id", "data", "policy_code", "policy_version", "prev_hash", "hash",
+)
+
+
+def _num(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+def row_hash(chain: int, row: tuple) -> str:
+    """``event_hash`` computed from a raw ``_VERIFY_COLUMNS`` row, without building a model.
+
+    Produces byte-for-byte the canonical JSON of ``event_hash`` (keys in sorted order, compact
+    separators, ensure_ascii=False) by concatenation; only ``data`` goes through the encoder.
+    A test checks both agree on events with awkward content.
+    """
+    (_id, seq, created_at, actor_id, actor_label, lender_id, action, subject_type, subject_id,
+     account_id, borrower_id, data, policy_code, policy_version, prev_hash, _hash) = row
+    if isinstance(data, str):  # Django's PostgreSQL/SQLite cursors hand back JSON as text
+        data = json.loads(data)
+    if created_at.tzinfo is not UTC:
+        created_at = created_at.astimezone(UTC) if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+    text = "".join((
+        '{"account_id":', _num(account_id),
+        ',"action":', _STR(action),
+        ',"actor_id":', _num(actor_id),
+        ',"actor_label":', _STR(actor_label),
+        ',"borrower_id":', _num(borrower_id),
+        ',"chain":', str(chain),
+        ',"created_at":"', created_at.isoformat(),
+        '","data":', _ENCODER.encode(data),
+        ',"lender_id":', _num(lender_id),
+        ',"policy_code":', _STR(policy_code),
+        ',"policy_version":', _num(policy_version),
+        ',"prev_hash":', _STR(prev_hash),
+        ',"seq":', str(seq),
+        ',"subject_id":', _STR(subject_id),
+        ',"subject_type":', _STR(subject_type),
+        "}",
+    ))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _rows(chain: int, batch: int) -> Iterator[tuple]:
+    """Raw tuples of one chain in seq order, fetched in keyset batches (no model instances)."""
+    from django.db import connection
+
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    sql = (
+        f"SELECT {', '.join(_VERIFY_COLUMNS)} FROM {table} WHERE chain = %s AND seq > %s ORDER BY seq LIMIT %s"
+    )
     last = 0
-    while True:
-        rows = list(AuditEvent.objects.filter(chain=chain, seq__gt=last).order_by("seq")[:batch])
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].seq
+    with connection.cursor() as cur:
+        while True:
+            cur.execute(sql, [chain, last, batch])
+            rows = cur.fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][1]
 
 
-def audit_verify(*, batch: int = 5000, record: bool = True) -> VerifyResult:
-    """Walk every chain in order and report the first broken link."""
-    checked = 0
-    result = VerifyResult(ok=True, checked=0)
-    heads = {h.chain: h for h in AuditChainHead.objects.all()}
-    chains = sorted(set(AuditEvent.objects.values_list("chain", flat=True).distinct()) | set(heads))
-    for chain in chains:
-        prev, expected_seq = GENESIS, 1
-        for ev in _events(chain, batch):
-            checked += 1
-            problem = ""
-            if ev.seq != expected_seq:
-                problem = f"chain {chain}: expected seq {expected_seq}, found {ev.seq} (event deleted?)"
-            elif ev.prev_hash != prev:
-                problem = f"chain {chain} seq {ev.seq}: prev_hash does not match the previous event"
-            elif event_hash(ev) != ev.hash:
-                problem = f"chain {chain} seq {ev.seq}: content does not match its hash (event altered)"
-            if problem:
-                result = VerifyResult(ok=False, checked=checked, first_broken_id=ev.id, detail=problem)
-                break
-            prev, expected_seq = ev.hash, expected_seq + 1
+# --- Fast path (PostgreSQL): one pass in id order over COPY text, optionally in parallel ---------
+#
+# Within a chain, id order is seq order: ids are drawn while the chain head is locked (audit_log) or
+# in list order by one bulk insert (audit_log_many). So a single scan in id order (the physical order
+# of an append-only table) can check every chain at once, instead of one random-access index walk
+# per chain. Any chain whose seq does not follow in id order (a gap from a deleted row, or rows
+# restored out of order) is re-walked with the exact per-chain method above, which names the first
+# broken link. Rows come from ``COPY (SELECT ...) TO STDOUT`` as text: integers are already JSON,
+# only ``data`` is parsed and re-encoded. Large logs are split into id ranges verified by worker
+# processes sharing one exported snapshot; the parent stitches the chains across ranges.
+
+_COPY_CHUNK = 200_000  # ids per COPY statement (bounded memory)
+_PARALLEL_MIN = 400_000  # below this many ids, worker start-up is not worth it
+_COPY_ESC = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
+
+
+def _copy_unescape(value: str) -> str:
+    if "\\" not in value or value == "\\N":  # \N alone is COPY's NULL marker
+        return value
+    out, i = [], 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value):
+            out.append(_COPY_ESC.get(value[i + 1], value[i + 1]))
+            i += 2
         else:
-            head = heads.get(chain)
-            if head and (head.seq != expected_seq - 1 or head.hash != prev):
-                result = VerifyResult(
-                    ok=False, checked=checked, detail=f"chain {chain}: last events missing (head at seq {head.seq})"
-                )
-        if not result.ok:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _iso_utc(ts: str) -> str:
+    """PostgreSQL's UTC timestamptz text ('2026-01-02 03:04:05.12+00') as datetime.isoformat()."""
+    base = ts[:-3]
+    if "." in base:
+        head, frac = base.split(".")
+        base = f"{head}.{frac.ljust(6, '0')}"
+    return base.replace(" ", "T", 1) + "+00:00"
+
+
+# The C encoder/scanner that json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# and json.loads use, built once: json's Python wrappers rebuild them on every call.
+_C_ENCODE = json.encoder.c_make_encoder(
+    None, _ENCODER.default, _STR, None, ":", ",", True, False, True
+) if json.encoder.c_make_encoder else None
+_C_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+_TEMPLATE = (
+    '{"account_id":%s,"action":%s,"actor_id":%s,"actor_label":%s,"borrower_id":%s,"chain":%s,"created_at":"%s",'
+    '"data":%s,"lender_id":%s,"policy_code":%s,"policy_version":%s,"prev_hash":%s,"seq":%s,"subject_id":%s,'
+    '"subject_type":%s}'
+)
+
+
+class _LineSink(io.TextIOBase):
+    """File-like target for COPY TO: psycopg2 hands over each row whole, ending in a newline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.whole_rows = True
+
+    def write(self, chunk: str) -> int:  # type: ignore[override]
+        if self.whole_rows and not chunk.endswith("\n"):
+            self.whole_rows = False  # not row-aligned after all: the caller joins and re-splits
+        self.lines.append(chunk)
+        return len(chunk)
+
+
+def _encode_data(text: str) -> str:
+    value = _C_SCAN(text, 0)[0]
+    return "".join(_C_ENCODE(value, 0)) if _C_ENCODE else _ENCODER.encode(value)
+
+
+def _scan_range(cur, lo: int, hi: int, limits: dict[int, int]) -> dict:
+    """Verify rows lo < id <= hi in id order. Returns counts, per-chain ends, anomalies, first problem."""
+    sha, esc, template, enc_data, iso = hashlib.sha256, _STR, _TEMPLATE, _encode_data, _iso_utc
+    null = "\\N"
+    ends: dict[int, list] = {}  # chain -> [first_id, first_seq, first_prev, last_seq, last_hash]
+    anomalies: set[int] = set()
+    checked = 0
+    problem = None
+    cols = ", ".join(("chain",) + _VERIFY_COLUMNS)
+    start = lo
+    while start < hi and problem is None:
+        stop = min(hi, start + _COPY_CHUNK)
+        sink = _LineSink()  # psycopg2 writes one row per write(): keep them as they come, no re-splitting
+        cur.copy_expert(
+            f"COPY (SELECT {cols} FROM compliance_auditevent WHERE id > {int(start)} AND id <= {int(stop)} ORDER BY id)"
+            " TO STDOUT", sink)
+        lines = sink.lines if sink.whole_rows else "".join(sink.lines).split("\n")
+        del sink
+        for line in lines:
+            if line[-1:] == "\n":
+                line = line[:-1]
+            if not line:
+                continue
+            fields = line.split("\t")
+            if "\\" in line and "\\" in line.replace(null, ""):
+                fields = [_copy_unescape(v) for v in fields]
+            (chain_s, id_s, seq_s, ts, actor, label, lender, action, st, sid, acc, bor, data, pc, pv, prev, h) = fields
+            chain, seq = int(chain_s), int(seq_s)
+            if limits.get(chain, seq) < seq:
+                continue  # appended after the heads were read: next run's business
+            if chain in anomalies:
+                continue
+            checked += 1
+            end = ends.get(chain)
+            if end is None:
+                ends[chain] = [int(id_s), seq, prev, seq, h]
+            elif seq != end[3] + 1:
+                anomalies.add(chain)  # gap or out-of-order: the exact per-chain walk decides
+                continue
+            elif prev != end[4]:
+                problem = (int(id_s), f"chain {chain} seq {seq}: prev_hash does not match the previous event")
+                break
+            text = template % (
+                "null" if acc == null else acc, esc(action), "null" if actor == null else actor, esc(label),
+                "null" if bor == null else bor, chain_s,
+                ts[:10] + "T" + ts[11:26] + "+00:00" if len(ts) == 29 else iso(ts),
+                enc_data(data), "null" if lender == null else lender, esc(pc), "null" if pv == null else pv,
+                esc(prev), seq_s, esc(sid), esc(st),
+            )
+            if sha(text.encode()).hexdigest() != h:
+                problem = (int(id_s), f"chain {chain} seq {seq}: content does not match its hash (event altered)")
+                break
+            if end is not None:
+                end[3], end[4] = seq, h
+        start = stop
+    return {"checked": checked, "ends": ends, "anomalies": anomalies, "problem": problem}
+
+
+def _scan_worker(args: tuple) -> dict:
+    params, snapshot, lo, hi, limits = args
+    import psycopg2
+
+    conn = psycopg2.connect(**params)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+            cur.execute("SET TIME ZONE 'UTC'")
+            return _scan_range(cur, lo, hi, limits)
+    finally:
+        conn.close()
+
+
+def _verify_chain_exact(chain: int, batch: int, head) -> VerifyResult:
+    """The per-chain walk in seq order: slow (index order) but exact about the first broken link."""
+    checked = 0
+    prev, expected_seq = GENESIS, 1
+    for row in _rows(chain, batch):
+        seq = row[1]
+        if head is not None and seq > head.seq and expected_seq > head.seq:
             break
-    result.checked = checked
+        checked += 1
+        problem = ""
+        if seq != expected_seq:
+            problem = f"chain {chain}: expected seq {expected_seq}, found {seq} (event deleted?)"
+        elif row[14] != prev:
+            problem = f"chain {chain} seq {seq}: prev_hash does not match the previous event"
+        elif row_hash(chain, row) != row[15]:
+            problem = f"chain {chain} seq {seq}: content does not match its hash (event altered)"
+        if problem:
+            return VerifyResult(ok=False, checked=checked, first_broken_id=row[0], detail=problem)
+        prev, expected_seq = row[15], expected_seq + 1
+    if head and (head.seq != expected_seq - 1 or head.hash != prev):
+        return VerifyResult(ok=False, checked=checked, detail=f"chain {chain}: last events missing (head at seq {head.seq})")
+    return VerifyResult(ok=True, checked=checked)
+
+
+def _verify_fast(*, batch: int, workers: int | None) -> VerifyResult:
+    from django.db import connection
+
+    heads = {h.chain: h for h in AuditChainHead.objects.all()}
+    limits = {c: h.seq for c, h in heads.items()}
+    with connection.cursor() as cur:
+        cur.execute("SELECT coalesce(min(id), 1) - 1, coalesce(max(id), 0) FROM compliance_auditevent")
+        lo, hi = cur.fetchone()
+    span = hi - lo
+    workers = workers or (min(4, os.cpu_count() or 1) if span >= _PARALLEL_MIN else 1)
+    # Workers use their own connections, so they cannot see rows of an uncommitted transaction (tests).
+    if workers > 1 and not connection.in_atomic_block:
+        params = connection.get_connection_params()
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+            # Heads as of the snapshot the workers share.
+            heads = {h.chain: h for h in AuditChainHead.objects.all()}
+            limits = {c: h.seq for c, h in heads.items()}
+            bounds = [lo + span * k // workers for k in range(workers + 1)]
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(workers) as pool:
+                parts = pool.map(_scan_worker, [(params, snapshot, bounds[k], bounds[k + 1], limits) for k in range(workers)])
+    else:
+        with connection.cursor() as cur:
+            parts = [_scan_range(cur.cursor, lo, hi, limits)]
+    checked = sum(p["checked"] for p in parts)
+    problems = [p["problem"] for p in parts if p["problem"]]
+    anomalies = set().union(*(p["anomalies"] for p in parts))
+    # Stitch every chain across the ranges, then compare its end with the head.
+    state: dict[int, tuple[int, str]] = {}
+    for part in parts:
+        for chain, (first_id, first_seq, first_prev, last_seq, last_hash) in part["ends"].items():
+            if chain in anomalies:
+                continue
+            seq0, hash0 = state.get(chain, (0, GENESIS))
+            if first_seq != seq0 + 1:
+                anomalies.add(chain)
+            elif first_prev != hash0:
+                problems.append((first_id, f"chain {chain} seq {first_seq}: prev_hash does not match the previous event"))
+                anomalies.add(chain)  # reported; do not stitch further
+                continue
+            state[chain] = (last_seq, last_hash)
+    missing = []
+    for chain in sorted(set(heads) | set(state)):
+        if chain in anomalies:
+            continue
+        head = heads.get(chain)
+        seq0, hash0 = state.get(chain, (0, GENESIS))
+        if head and (head.seq != seq0 or head.hash != hash0) and not problems:
+            missing.append(f"chain {chain}: last events missing (head at seq {head.seq})")
+    for chain in sorted(anomalies):
+        exact = _verify_chain_exact(chain, batch, heads.get(chain))
+        if not exact.ok:
+            if exact.first_broken_id is not None:
+                problems.append((exact.first_broken_id, exact.detail))
+            else:
+                missing.append(exact.detail)
+    if problems:
+        first_id, detail = min(problems)
+        return VerifyResult(ok=False, checked=checked, first_broken_id=first_id, detail=detail)
+    if missing:
+        return VerifyResult(ok=False, checked=checked, detail=missing[0])
+    return VerifyResult(ok=True, checked=checked)
+
+
+def audit_verify(*, batch: int = 20000, record: bool = True, workers: int | None = None) -> VerifyResult:
+    """Walk every chain in order and report the first broken link (lowest event id if several)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        result = _verify_fast(batch=batch, workers=workers)
+    else:
+        result = VerifyResult(ok=True, checked=0)
+        heads = {h.chain: h for h in AuditChainHead.objects.all()}
+        chains = sorted(set(AuditEvent.objects.values_list("chain", flat=True).distinct()) | set(heads))
+        checked = 0
+        for chain in chains:
+            part = _verify_chain_exact(chain, batch, heads.get(chain))
+            checked += part.checked
+            if not part.ok:
+                result = part
+                break
+        result.checked = checked
     if record:
         AuditVerification.objects.create(
-            ok=result.ok, events_checked=checked, first_broken_id=result.first_broken_id, detail=result.detail
+            ok=result.ok, events_checked=result.checked, first_broken_id=result.first_broken_id, detail=result.detail
         )
     return result

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from . import rules
-from .models import Policy
+from .models import AuditEvent, AuditVerification, Policy
 
 # Parsed policies are immutable, so caching by (code, version) is safe across requests.
 _PARSED: dict[tuple[str, int], rules.Policy] = {}
@@ -95,3 +101,222 @@ def decision_as_dict(decision: rules.Decision) -> dict:
         "next_allowed_at": decision.next_allowed_at.isoformat() if decision.next_allowed_at else None,
         "policy": f"{decision.policy_code} v{decision.policy_version}",
     }
+
+
+# ---- bulk reads (queue pages, case page): constant number of queries however many rows --------
+
+
+def policies_in_force(*, codes: set[str], at: datetime) -> dict[str, rules.Policy]:
+    """The policy in force for each jurisdiction code, in ONE query (parsing is cached by version)."""
+    out: dict[str, rules.Policy] = {}
+    if not codes:
+        return out
+    rows = Policy.objects.filter(
+        code__in=codes, status=Policy.Status.PUBLISHED, effective_from__lte=at
+    ).order_by("code", "-effective_from", "-version")
+    for row in rows:
+        if row.code not in out:
+            out[row.code] = policy_parse(row=row)
+    return out
+
+
+def borrower_history_bulk(*, borrower_ids: set[int], since: datetime) -> dict[int, list[rules.Attempt]]:
+    """Attempts after ``since`` for many borrowers in ONE query (the bulk variant of borrower_history)."""
+    from cases.models import ContactAttempt
+
+    out: dict[int, list[rules.Attempt]] = {bid: [] for bid in borrower_ids}
+    if not borrower_ids:
+        return out
+    rows = ContactAttempt.objects.filter(borrower_id__in=borrower_ids, occurred_at__gt=since).values_list(
+        "borrower_id", "occurred_at", "channel", "outcome", "account_id", "party", "direction", "phone"
+    )
+    for b, o, c, out_, a, p, d, ph in rows:
+        out[b].append(rules.Attempt(at=o, channel=c, outcome=out_, account_id=a, party=p, direction=d, phone=ph))
+    return out
+
+
+def contact_check_bulk(
+    *, accounts, channels: tuple[str, ...] = ("call",), at: datetime
+) -> dict[tuple[int, str], rules.Decision | None]:
+    """``contact_check`` for many accounts (with ``borrower`` loaded) and channels in two queries.
+
+    Returns {(account_id, channel): Decision}, or None where no policy is published for the
+    borrower's jurisdiction (shown as "unknown", never as allowed).
+    """
+    accounts = list(accounts)
+    policies = policies_in_force(codes={a.borrower.jurisdiction for a in accounts}, at=at)
+    window = max((rules.history_window(p) for p in policies.values()), default=None)
+    history = (
+        borrower_history_bulk(borrower_ids={a.borrower_id for a in accounts}, since=at - window)
+        if window is not None else {}
+    )
+    out: dict[tuple[int, str], rules.Decision | None] = {}
+    for account in accounts:
+        borrower = account.borrower
+        policy = policies.get(borrower.jurisdiction)
+        facts = borrower_facts(borrower=borrower) if policy else None
+        for channel in channels:
+            if policy is None:
+                out[(account.pk, channel)] = None
+                continue
+            out[(account.pk, channel)] = rules.evaluate(
+                policy=policy, facts=facts, history=history.get(borrower.pk, ()),
+                proposal=rules.Proposal(
+                    at=at, channel=channel, account_id=account.pk,
+                    phone=default_phone(borrower=borrower, channel=channel),
+                ),
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Supervisor console: audit log search (keyset pagination), timeline, verification status
+
+#: Free text of an event (contact notes, note bodies, status-change reasons). Must match the
+#: trigram index expression in migration 0004 so that PostgreSQL can use it for ILIKE.
+AUDIT_NOTES_SQL = (
+    "(coalesce(data->>'notes', '') || ' ' || coalesce(data->>'body', '') || ' ' || coalesce(data->>'reason', ''))"
+)
+ATTEMPT_ALLOWED_ACTIONS = ("cases.contact_attempt.recorded",)
+ATTEMPT_REFUSED_ACTIONS = ("compliance.contact.blocked", "compliance.callback.blocked")
+AUDIT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """What the supervisor asked for; every field optional. Dates are local calendar days, inclusive."""
+
+    lender_id: int | None = None
+    actor_id: int | None = None
+    borrower_id: int | None = None
+    account_id: int | None = None
+    action: str = ""  # exact code, or a prefix when it ends with "." or "*"
+    outcome: str = ""  # "allowed" | "refused" | ""
+    date_from: date | None = None
+    date_to: date | None = None
+    q: str = ""
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def audit_event_queryset(*, filters: AuditFilters) -> QuerySet[AuditEvent]:
+    """Filtered events, newest first. Never counted or offset: callers page with ``before_id``."""
+    qs = AuditEvent.objects.all()
+    f = filters
+    for field in ("lender_id", "actor_id", "borrower_id", "account_id"):
+        value = getattr(f, field)
+        if value is not None:
+            qs = qs.filter(**{field: value})
+    if f.action:
+        if f.action.endswith(("*", ".")):
+            qs = qs.filter(action__startswith=f.action.rstrip("*"))
+        else:
+            qs = qs.filter(action=f.action)
+    if f.outcome == "refused":
+        qs = qs.filter(action__in=ATTEMPT_REFUSED_ACTIONS)
+    elif f.outcome == "allowed":
+        qs = qs.filter(action__in=ATTEMPT_ALLOWED_ACTIONS)
+    if f.date_from:
+        qs = qs.filter(created_at__gte=_day_start(f.date_from))
+    if f.date_to:
+        qs = qs.filter(created_at__lt=_day_start(f.date_to + timedelta(days=1)))
+    if f.q.strip():
+        term = f.q.strip()
+        if connection.vendor == "postgresql":
+            like = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            qs = qs.filter(RawSQL(f"{AUDIT_NOTES_SQL} ILIKE %s", [like], output_field=BooleanField()))
+        else:
+            qs = qs.filter(Q(data__notes__icontains=term) | Q(data__body__icontains=term) | Q(data__reason__icontains=term))
+    return qs.order_by("-id")
+
+
+@dataclass
+class AuditPage:
+    events: list[AuditEvent]
+    next_before_id: int | None  # pass as ``before`` for the next (older) page; None = last page
+
+
+def audit_event_page(*, filters: AuditFilters, before_id: int | None = None, limit: int = AUDIT_PAGE_SIZE) -> AuditPage:
+    """One page of the audit log: a seek on ``id`` (index range read), no OFFSET, no COUNT(*)."""
+    qs = audit_event_queryset(filters=filters)
+    if before_id is not None:
+        qs = qs.filter(id__lt=before_id)
+    rows = list(qs[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return AuditPage(events=rows, next_before_id=rows[-1].id if more and rows else None)
+
+
+def audit_event_iter(*, filters: AuditFilters, batch: int = 2000, max_rows: int | None = None) -> Iterator[AuditEvent]:
+    """Every matching event, newest first, fetched in keyset batches (for streamed exports)."""
+    before_id = None
+    sent = 0
+    while True:
+        qs = audit_event_queryset(filters=filters)
+        if before_id is not None:
+            qs = qs.filter(id__lt=before_id)
+        rows = list(qs[:batch])
+        for row in rows:
+            if max_rows is not None and sent >= max_rows:
+                return
+            sent += 1
+            yield row
+        if len(rows) < batch:
+            return
+        before_id = rows[-1].id
+
+
+def audit_event_summary(*, event: AuditEvent) -> str:
+    """One line about what happened, for the table and exports (no PII beyond what the event holds)."""
+    d = event.data if isinstance(event.data, dict) else {}
+    parts = []
+    if d.get("channel"):
+        parts.append(f"{d.get('channel')}/{d.get('outcome', '')}".rstrip("/"))
+    if d.get("violations"):
+        parts.append(", ".join(v.get("code", "") for v in d["violations"] if isinstance(v, dict)))
+    for key in ("from", "to", "amount", "currency", "code", "version", "username"):
+        if key in d and d[key] not in (None, ""):
+            parts.append(f"{key}={d[key]}")
+    for key in ("notes", "body", "reason"):
+        if d.get(key):
+            parts.append(str(d[key])[:200])
+    return " · ".join(parts)
+
+
+def audit_verification_last() -> AuditVerification | None:
+    return AuditVerification.objects.order_by("-ran_at").first()
+
+
+KNOWN_AUDIT_ACTIONS = (
+    "auth.", "auth.login", "auth.logout", "auth.login_failed",
+    "cases.", "cases.contact_attempt.recorded", "cases.promise.created", "cases.payment.recorded",
+    "cases.account.assigned", "cases.account.status_changed", "cases.account.aged", "cases.note.added",
+    "cases.callback.scheduled", "cases.agent.settings_changed",
+    "compliance.", "compliance.contact.blocked", "compliance.callback.blocked",
+    "compliance.policy.drafted", "compliance.policy.published",
+)
+
+
+def audit_action_codes() -> list[str]:
+    """Suggestions for the action filter. A static list: DISTINCT over millions of rows would be a
+    full index scan on every page view; other codes can still be typed (a trailing "." = prefix)."""
+    return list(KNOWN_AUDIT_ACTIONS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Supervisor console: policies and agents
+
+
+def policy_versions_by_jurisdiction() -> dict[str, list[Policy]]:
+    out: dict[str, list[Policy]] = {}
+    for row in Policy.objects.select_related("created_by", "published_by").order_by("code", "-version"):
+        out.setdefault(row.code, []).append(row)
+    return out
+
+
+def agent_list() -> QuerySet:
+    from cases.models import User
+
+    return User.objects.filter(role=User.Role.AGENT).prefetch_related("lenders").order_by("username")

@@ -10,6 +10,7 @@ so several people can add strings without merge conflicts in one .po file. This 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -30,7 +31,8 @@ def load_sources() -> dict[str, str]:
 
 def _unquote(block: str) -> str:
     parts = re.findall(r'"((?:[^"\\]|\\.)*)"', block)
-    return "".join(parts).encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1").decode("utf-8") if parts else ""
+    # Each part is a C-style string literal; Python's literal syntax is the same for these escapes.
+    return "".join(ast.literal_eval(f'"{p}"') for p in parts)
 
 
 def _quote(text: str) -> str:
@@ -77,8 +79,9 @@ def main() -> int:
                    cwd=ROOT, env=env, check=True, capture_output=True)
     text, missing = fill(PO.read_text(encoding="utf-8"), load_sources())
     text = text.replace('"Plural-Forms: nplurals=INTEGER; plural=EXPRESSION;\\n"', '"Plural-Forms: nplurals=1; plural=0;\\n"')
-    text = re.sub(r'"Language: \\n"', '"Language: zh_Hans\\n"', text)
-    text = re.sub(r'"Content-Type: text/plain; charset=CHARSET\\n"', '"Content-Type: text/plain; charset=UTF-8\\n"', text)
+    text = text.replace('#, fuzzy\nmsgid ""\nmsgstr ""', 'msgid ""\nmsgstr ""', 1)
+    text = text.replace('"Language: \\n"', '"Language: zh_Hans\\n"')
+    text = text.replace('"Content-Type: text/plain; charset=CHARSET\\n"', '"Content-Type: text/plain; charset=UTF-8\\n"')
     PO.write_text(text, encoding="utf-8")
     subprocess.run([py, "manage.py", "compilemessages", "-l", "zh_Hans"], cwd=ROOT, env=env, check=True, capture_output=True)
     if missing:

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import dj_database_url
-from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -43,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "cases",
     "compliance",
+    "reminders",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +154,20 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Reminders (reminders/senders.py): pluggable backends like Django's email backends. The file
+# backend (default) keeps one file per message id, so a retry can tell whether a message already went.
+REMINDER_SMS_BACKEND = os.environ.get("REMINDER_SMS_BACKEND", "reminders.senders.FileSender")
+REMINDER_EMAIL_BACKEND = os.environ.get("REMINDER_EMAIL_BACKEND", "reminders.senders.FileSender")
+REMINDER_OUTBOX_DIR = Path(os.environ.get("REMINDER_OUTBOX_DIR", BASE_DIR / "var" / "outbox"))
+REMINDER_FROM_EMAIL = os.environ.get("REMINDER_FROM_EMAIL", "reminders@localhost")
+REMINDER_MAX_ATTEMPTS = int(os.environ.get("REMINDER_MAX_ATTEMPTS", "5"))
+REMINDER_RETRY_BASE_SECONDS = int(os.environ.get("REMINDER_RETRY_BASE_SECONDS", "60"))
+# A "sending" row claimed longer ago than this belongs to a dead worker and is recovered by the sweep.
+REMINDER_STALE_SENDING_SECONDS = int(os.environ.get("REMINDER_STALE_SENDING_SECONDS", "300"))
+# Automated reminders go out only in this local window (in every borrower zone), stricter than the
+# law (CN forbids 22:00-08:00; a 21:30 SMS is lawful but unwelcome). Empty disables it.
+REMINDER_SEND_WINDOW = os.environ.get("REMINDER_SEND_WINDOW", "08:00-21:00")
 
 LOGGING = {
     "version": 1,

@@ -9,5 +9,7 @@ urlpatterns = [
     path("api/v1/", include("cases.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("reminders/", include("reminders.urls")),
+    path("supervisor/", include("compliance.urls")),
     path("", include("cases.urls")),
 ]

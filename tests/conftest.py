@@ -57,23 +57,34 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(autouse=True)
-def _policies_after_flush(request):
-    """Transactional tests flush every table, including the policies seeded by migration; put them back."""
-    if not ({"transactional_db", "live_server"} & set(request.fixturenames)):
-        return
-    request.getfixturevalue("transactional_db")
+def policies_seed() -> None:
+    """Put back the policies seeded by migration (transactional tests flush every table)."""
     import json
     from datetime import UTC, datetime
 
     from compliance.models import Policy
 
+    if Policy.objects.filter(version=1).exists():
+        return
     for data in json.loads((ROOT / "compliance/migrations/policies_v1.json").read_text(encoding="utf-8")):
         Policy.objects.get_or_create(
             code=data["code"], version=data["version"],
             defaults={"name": data["name"], "status": "published", "rules": data,
                       "effective_from": datetime.fromisoformat(data["effective_from"]).replace(tzinfo=UTC)},
         )
+
+
+@pytest.fixture(autouse=True)
+def _policies_present(request):
+    """Any database test starts with the seeded policies, whatever an earlier transactional test flushed."""
+    names = set(request.fixturenames)
+    if "transactional_db" in names or "live_server" in names:
+        request.getfixturevalue("transactional_db")
+    elif "db" in names or request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("db")
+    else:
+        return
+    policies_seed()
 
 
 @pytest.fixture(autouse=True)
@@ -86,9 +97,10 @@ def _celery_eager_by_default(settings):
     """Unit tests run tasks in-process; tests using ``celery_worker`` switch to the real broker."""
     from servicing.celery import app
 
-    app.conf.task_always_eager = True
+    # With the CELERY_ settings namespace the stored key is the prefixed one.
+    app.conf.CELERY_TASK_ALWAYS_EAGER = True
     yield
-    app.conf.task_always_eager = True
+    app.conf.CELERY_TASK_ALWAYS_EAGER = True
 
 
 @pytest.fixture
@@ -109,7 +121,7 @@ def celery_worker(transactional_db, require_postgres, redis_url):
          "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    app.conf.task_always_eager = False
+    app.conf.CELERY_TASK_ALWAYS_EAGER = False
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

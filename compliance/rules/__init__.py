@@ -9,8 +9,10 @@ toward caps. ``history_window(policy)`` tells the caller how much history to loa
 Policy data format (plain JSON; ``Policy.from_dict`` validates it, ``Policy.to_dict`` returns the
 canonical form with all defaults filled in)::
 
-    {"code": "US", "version": 1, "name": "...", "effective_from": "2020-01-01",   # name/effective_from optional
-     "rules": [RULE, ...]}
+    {"code": "US", "version": 1, "name": "...", "effective_from": "2020-01-01", "description": "...",
+     "rules": [RULE, ...]}              # name (default: code), effective_from, description optional
+
+Unknown fields anywhere are rejected (typos must not silently weaken a policy).
 
 Every RULE has ``type``, ``code`` (unique in the policy, used as Violation.code), ``citation`` and
 optionally ``channels`` (proposal channels it restricts; default all of call/sms/email/letter/visit)
@@ -27,8 +29,9 @@ and ``parties`` (proposal parties it restricts *and* history parties it counts; 
     Refuse when ``max`` or more counted attempts already exist. Counted: outbound history attempts with
     channel in ``count_channels``, outcome in ``count_outcomes``, party in ``parties``, and matching the
     ``scope``: "account" (same debt), "borrower" (whole history given) or "number" (same phone).
-    ``period``: "rolling" with ``days`` (attempts in (t - days, t]) or "day" (the local calendar day of
-    the borrower's primary zone, attempts up to t). ``label`` names what is counted in the message.
+    ``period``: "rolling" with ``days`` (the busiest window (e - days, e] that contains t, so attempts
+    logged later than a back-dated proposal count too) or "day" (the whole local calendar day of the
+    borrower's primary zone that contains t). ``label`` names what is counted in the message.
 ``cooldown``
     A history attempt with channel in ``trigger_channels`` and outcome in ``trigger_outcomes`` (outbound,
     party in ``parties``, same ``scope``) at c blocks c <= t < c + ``days`` days. ``label`` names the trigger.

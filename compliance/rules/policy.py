@@ -220,6 +220,22 @@ def _parse_hhmm(value: Any, where: str) -> int:
     return hours * 60 + minutes
 
 
+def _parse_effective(value: Any, where: str) -> str:
+    """An ISO date ('2020-01-01') or an aware ISO datetime, normalised to its ISO form."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.isoformat()
+    raise ValueError(f"{where}: expected a date 'YYYY-MM-DD' or an aware ISO datetime, got {value!r}.")
+
+
 def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
@@ -508,9 +524,16 @@ class _FrequencyBound(Bound):
                 self.by_day.setdefault(wall(ctx.primary, instant).date(), []).append(instant)
 
     def count(self, t: datetime) -> int:
+        """Attempts sharing a period with ``t``: the busiest window of ``days`` containing t, or t's local day.
+
+        Counting only the attempts before t would let a back-dated entry slip under the cap
+        (e.g. two agents logging calls a few seconds apart, each seeing only the older ones).
+        """
         if self.rule.period == "rolling":
-            return _count_between(self.times, t - self.span, t)
-        return bisect_right(self.by_day.get(wall(self.ctx.primary, t).date(), ()), t)
+            # Windows (e - span, e] with t <= e < t + span; the count can only peak where e is t or an attempt.
+            ends = [t] + [a for a in self.times[bisect_right(self.times, t):] if a < t + self.span]
+            return max(_count_between(self.times, e - self.span, e) for e in ends)
+        return len(self.by_day.get(wall(self.ctx.primary, t).date(), ()))
 
     def ok(self, t: datetime) -> bool:
         return self.count(t) < self.rule.max
@@ -526,7 +549,11 @@ class _FrequencyBound(Bound):
         while c <= self.ctx.limit:
             if self.ok(c):
                 return c
-            c = day_start(self.ctx.primary, wall(self.ctx.primary, c).date() + timedelta(days=1))
+            day = wall(self.ctx.primary, c).date()
+            nxt = day_start(self.ctx.primary, day + timedelta(days=1))
+            if nxt <= c:  # a zone falling back across midnight: skip the repeated hour
+                nxt = day_start(self.ctx.primary, day + timedelta(days=2))
+            c = nxt
         return None
 
     def violation(self, t: datetime) -> Violation | None:
@@ -535,7 +562,7 @@ class _FrequencyBound(Bound):
             return None
         r = self.rule
         if r.period == "rolling":
-            period = "in the last 24 hours" if r.days == 1 else f"in the last {r.days} days"
+            period = "within 24 hours of this time" if r.days == 1 else f"within {r.days} consecutive days of this time"
             limit = f"limit {r.max}"
         else:
             period = f"today ({fmt_date(wall(self.ctx.primary, t).date())}, {self.ctx.primary.key})"
@@ -801,7 +828,8 @@ class Policy:
     version: int
     name: str
     rules: tuple[Rule, ...] = field(default=())
-    effective_from: str | None = None  # ISO date, informational (the database decides what is in force)
+    effective_from: str | None = None  # ISO date (or datetime); informational, the database decides what is in force
+    description: str = ""
 
     @classmethod
     def from_dict(cls, data: dict) -> Policy:
@@ -813,7 +841,10 @@ class Policy:
         name = r.str("name", code)
         effective = r.raw("effective_from", None, required=False)
         if effective is not None:
-            effective = _parse_date(effective, f"{where}.effective_from").isoformat()
+            effective = _parse_effective(effective, f"{where}.effective_from")
+        description = r.raw("description", "", required=False)
+        if not isinstance(description, str):
+            raise ValueError(f"{where}.description: expected a string.")
         raw_rules = r.raw("rules")
         if not isinstance(raw_rules, list):
             raise ValueError(f"{where}.rules: expected a list of rules, got {type(raw_rules).__name__}.")
@@ -835,11 +866,16 @@ class Policy:
         if dupes:
             raise ValueError(f"{where}.rules: duplicate rule code(s) {dupes}.")
         r.done()
-        return cls(code=code, version=version, name=name, rules=tuple(rules), effective_from=effective)
+        return cls(
+            code=code, version=version, name=name, rules=tuple(rules), effective_from=effective,
+            description=description,
+        )
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"code": self.code, "version": self.version, "name": self.name}
         if self.effective_from is not None:
             out["effective_from"] = self.effective_from
+        if self.description:
+            out["description"] = self.description
         out["rules"] = [rule.to_dict() for rule in self.rules]  # type: ignore[attr-defined]
         return out

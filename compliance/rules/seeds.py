@@ -119,6 +119,7 @@ _CN_RULES: list[dict] = [
         "code": "CN.CONVERSATIONS_PER_DAY",
         "citation": f"{_CN_STANDARD} (conversations with the borrower per day)",
         "channels": ["call"],
+        "parties": ["borrower"],
         "count_channels": ["call"],
         "count_outcomes": list(CONVERSATION_OUTCOMES),
         "period": "day",

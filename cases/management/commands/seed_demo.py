@@ -5,6 +5,7 @@ compliance gate, so some demo attempts are refused and audited, as they would be
 Idempotent: does nothing when the demo lender already exists.
 """
 
+import contextlib
 import random
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -103,12 +104,10 @@ class Command(BaseCommand):
                 except (services.ContactRefused, ValidationError):
                     continue
             if account.is_open and rnd.random() < 0.2:
-                try:
+                with contextlib.suppress(ValidationError):
                     services.promise_create(actor=agent, account=account,
                                             amount=min(account.balance, Decimal(rnd.randint(200, 3000))),
                                             due_date=date.today() + timedelta(days=rnd.randint(0, 14)))
-                except ValidationError:
-                    pass
             if rnd.random() < 0.1:
                 services.payment_record(actor=agent, account=account, amount=min(account.balance, Decimal(rnd.randint(100, 2000))),
                                         paid_at=now - timedelta(days=rnd.randint(0, 10)), method="bank transfer")

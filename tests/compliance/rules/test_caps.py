@@ -26,7 +26,7 @@ def test_us_seven_calls_in_seven_days_refused_until_oldest_leaves():
     assert not d.allowed and codes(d) == {"US.REGF.CALL_FREQUENCY"}
     (v,) = d.violations
     assert v.citation == "12 CFR 1006.14(b)(2)(i)(A)"
-    assert v.message == "7 calls about this debt were already made in the last 7 days (limit 7)."
+    assert v.message == "7 calls about this debt were already made within 7 consecutive days of this time (limit 7)."
     assert d.next_allowed_at == P - days(6) + days(7)
     assert check("US", d.next_allowed_at, history=_seven_voicemails()).allowed
     assert not check("US", d.next_allowed_at - timedelta(minutes=1), history=_seven_voicemails()).allowed
@@ -182,7 +182,7 @@ def test_au_three_contacts_per_week():
     ]
     d = _au(history)
     assert codes(d) == {"AU.CONTACTS_PER_WEEK"}
-    assert d.violations[0].message == "3 contacts about this debt were already made in the last 7 days (limit 3)."
+    assert d.violations[0].message == "3 contacts about this debt were already made within 7 consecutive days of this time (limit 3)."
     assert d.next_allowed_at == AUP + days(1)
     assert _au(history, channel="email").next_allowed_at == AUP + days(1)  # every channel is capped
     assert _au(history[:2] + [call(AUP - days(1), "no_answer")]).allowed

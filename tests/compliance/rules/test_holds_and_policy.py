@@ -96,6 +96,20 @@ def test_seed_policies_are_json_and_round_trip():
         assert Policy.from_dict(json.loads(json.dumps(policy.to_dict()))).to_dict() == policy.to_dict()
 
 
+def test_optional_top_level_fields():
+    data = {"code": "X", "version": 3, "rules": []}
+    policy = Policy.from_dict(data)
+    assert policy.name == "X" and policy.effective_from is None and policy.rules == ()
+    assert policy.to_dict() == {"code": "X", "version": 3, "name": "X", "rules": []}
+    dated = Policy.from_dict({**data, "effective_from": "2026-01-01T00:00:00+00:00", "description": "draft"})
+    assert dated.effective_from == "2026-01-01T00:00:00+00:00"
+    assert Policy.from_dict(dated.to_dict()) == dated
+    # a policy without rules allows everything
+    d = evaluate(policy=policy, facts=BorrowerFacts((NY,)), history=[], proposal=Proposal(P, "call", 1))
+    assert d.allowed and (d.policy_code, d.policy_version) == ("X", 3)
+    assert history_window(policy) == timedelta(0)
+
+
 def test_history_window():
     assert history_window(POLICIES["US"]) == days(7)
     assert history_window(POLICIES["US-MA"]) == days(7)
@@ -162,6 +176,8 @@ WIN = 5  # index of US.FDCPA.TIME_OF_DAY
         ((["version"], 0), "at least 1"),
         ((["rules"], {}), "list of rules"),
         ((["effective_from"], "soon"), "YYYY-MM-DD"),
+        ((["effective_from"], "2026-01-01T00:00:00"), "aware ISO datetime"),
+        ((["colour"], "red"), "unknown field"),
     ],
 )
 def test_from_dict_rejects_bad_data(change, message):

@@ -212,7 +212,8 @@ def _policy_with_window(start: str, end: str) -> Policy:
                     "type": "time_window",
                     "code": "T.WIN",
                     "citation": "test",
-                    "windows": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": start, "end": end}],
+                    "windows": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                                 "start": start, "end": end}],
                 }
             ],
         }

@@ -1,0 +1,174 @@
+"""Forms of the agent workspace. They only parse and validate input; the services decide and write."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django import forms
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .models import ContactAttempt, Lender, OverdueAccount, User
+
+MONEY = {"max_digits": 14, "decimal_places": 2, "min_value": Decimal("0.01")}
+BUCKETS = ["M0", "M1", "M2", "M3", "M4", "M5", "M6", "M7+"]
+PAGE_SIZES = [25, 50, 100]
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m-%d", **kwargs)
+
+
+class DateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m-%dT%H:%M", **kwargs)
+
+
+# ---- queue and assignment lists ------------------------------------------------------------
+
+
+class QueueFilterForm(forms.Form):
+    q = forms.CharField(label=_("Search"), required=False, max_length=100,
+                        widget=forms.TextInput(attrs={"placeholder": _("Name, phone or reference"), "type": "search"}))
+    bucket = forms.ChoiceField(label=_("Bucket"), required=False)
+    status = forms.ChoiceField(label=_("Status"), required=False)
+    lender = forms.ModelChoiceField(label=_("Lender"), required=False, queryset=Lender.objects.none(), empty_label=_("All"))
+    per = forms.TypedChoiceField(label=_("Per page"), required=False, coerce=int, empty_value=25,
+                                 choices=[(n, n) for n in PAGE_SIZES])
+
+    def __init__(self, *args, lenders=None, statuses=OverdueAccount.OPEN_STATUSES, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["bucket"].choices = [("", _("All"))] + [(b, b) for b in BUCKETS]
+        labels = dict(OverdueAccount.Status.choices)
+        self.fields["status"].choices = [("", _("All"))] + [(s, labels[s]) for s in statuses]
+        if lenders is not None:
+            self.fields["lender"].queryset = lenders
+
+
+class AssignmentFilterForm(QueueFilterForm):
+    agent = forms.CharField(label=_("Assigned agent"), required=False)
+
+    def __init__(self, *args, agents=(), **kwargs):
+        super().__init__(*args, statuses=OverdueAccount.OPEN_STATUSES, **kwargs)
+        self.fields["agent"].widget = forms.Select(
+            choices=[("", _("All")), ("none", _("Unassigned"))] + [(str(a.pk), a.get_username()) for a in agents]
+        )
+
+
+class AssignForm(forms.Form):
+    agent = forms.ModelChoiceField(label=_("Agent"), queryset=User.objects.none(), required=False,
+                                   empty_label=_("— nobody (unassign) —"))
+
+    def __init__(self, *args, agents=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["agent"].queryset = agents if agents is not None else User.objects.filter(role="agent", is_active=True)
+
+
+# ---- case page actions ---------------------------------------------------------------------
+
+
+class OutreachForm(forms.Form):
+    channel = forms.ChoiceField(label=_("Channel"), choices=ContactAttempt.Channel.choices, initial="call")
+    outcome = forms.ChoiceField(label=_("Outcome"), choices=ContactAttempt.Outcome.choices)
+    direction = forms.ChoiceField(label=_("Direction"), choices=ContactAttempt.Direction.choices, initial="outbound")
+    party = forms.ChoiceField(label=_("Contacted party"), choices=ContactAttempt.Party.choices, initial="borrower")
+    occurred_at = forms.DateTimeField(
+        label=_("Time"), required=False, widget=DateTimeInput(),
+        help_text=_("Leave empty for now. Your time zone."),
+    )
+    notes = forms.CharField(label=_("Notes"), required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class PromiseForm(forms.Form):
+    amount = forms.DecimalField(label=_("Amount"), **MONEY)
+    due_date = forms.DateField(label=_("Promised date"), widget=DateInput())
+
+    def __init__(self, *args, account: OverdueAccount, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        if amount > self.account.balance:
+            raise forms.ValidationError(_("The promised amount exceeds the outstanding balance."))
+        return amount
+
+    def clean_due_date(self):
+        d = self.cleaned_data["due_date"]
+        if d < timezone.localdate():
+            raise forms.ValidationError(_("The promised date cannot be in the past."))
+        return d
+
+
+class PlanForm(forms.Form):
+    total_amount = forms.DecimalField(label=_("Agreed total"), **MONEY)
+
+
+class InstalmentForm(forms.Form):
+    due_date = forms.DateField(label=_("Due date"), widget=DateInput())
+    amount = forms.DecimalField(label=_("Amount"), **MONEY)
+
+
+class BaseInstalmentFormSet(forms.BaseFormSet):
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        rows = [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if not rows:
+            raise forms.ValidationError(_("A plan needs at least one instalment."))
+
+
+InstalmentFormSet = forms.formset_factory(
+    InstalmentForm, formset=BaseInstalmentFormSet, extra=3, max_num=36, validate_max=True, absolute_max=36
+)
+
+
+class PaymentForm(forms.Form):
+    amount = forms.DecimalField(label=_("Amount"), **MONEY)
+    paid_at = forms.DateTimeField(label=_("Paid at"), widget=DateTimeInput())
+    method = forms.ChoiceField(label=_("Method"), choices=[
+        ("bank_transfer", _("Bank transfer")), ("card", _("Card")), ("alipay", _("Alipay")),
+        ("wechat", _("WeChat Pay")), ("cash", _("Cash")), ("other", _("Other")),
+    ])
+    reference = forms.CharField(label=_("Reference"), required=False, max_length=64)
+
+    def clean_paid_at(self):
+        paid_at = self.cleaned_data["paid_at"]
+        if paid_at > timezone.now() + timedelta(minutes=5):
+            raise forms.ValidationError(_("A payment cannot be recorded in the future."))
+        return paid_at
+
+
+class CallbackForm(forms.Form):
+    due_at = forms.DateTimeField(label=_("Callback time"), widget=DateTimeInput(), help_text=_("Your time zone."))
+    channel = forms.ChoiceField(label=_("Channel"), choices=ContactAttempt.Channel.choices, initial="call")
+    note = forms.CharField(label=_("Note"), required=False, max_length=500)
+
+    def clean_due_at(self):
+        due_at = self.cleaned_data["due_at"]
+        if due_at <= timezone.now():
+            raise forms.ValidationError(_("A callback must be scheduled in the future."))
+        return due_at
+
+
+class NoteForm(forms.Form):
+    body = forms.CharField(label=_("Note"), max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+STATUS_ACTIONS = [
+    ("dispute", _("Dispute raised")),
+    ("legal", _("Legal escalation")),
+    ("ceased", _("Cease-communication request received")),
+]
+
+
+class StatusForm(forms.Form):
+    status = forms.ChoiceField(label=_("Change"), choices=STATUS_ACTIONS)
+    reason = forms.CharField(label=_("Reason"), max_length=500, widget=forms.Textarea(attrs={"rows": 2}))

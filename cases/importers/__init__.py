@@ -1,0 +1,1 @@
+"""Lender placement files: streaming readers, header aliases, row validation and the apply services."""

@@ -1,0 +1,886 @@
+"""Writes for lender onboarding and placement files: registration, approval, column mappings,
+uploads, and applying a placement or recall batch.
+
+Applying a batch (``placement_batch_process``, run by Celery):
+
+1. Read and validate the file streaming, in chunks. Valid rows go to a staging area (a PostgreSQL
+   temporary table filled with COPY; on SQLite a spooled temp file), row errors to PlacementRowError.
+   ``processed_rows`` is committed every chunk so the portal can draw a progress bar.
+2. All-or-nothing mode with any error: nothing is applied (state "rejected").
+3. Otherwise one transaction applies everything set-based (PostgreSQL: INSERT ... SELECT /
+   UPDATE ... FROM on the staging table; SQLite: the ORM in chunks), with the audit events.
+   A crash before the commit leaves nothing half-written; the batch stays "processing" and the
+   re-delivered task (acks_late) starts it again from the beginning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+from django.contrib.auth import password_validation
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.utils import timezone, translation
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+
+from cases.models import (
+    Borrower,
+    Callback,
+    ColumnMapping,
+    Lender,
+    OverdueAccount,
+    PlacementBatch,
+    PlacementRowError,
+    User,
+)
+from compliance.audit import audit_log, audit_log_many
+
+from .columns import BY_KEY, RECALL_COLUMNS, resolve_header
+from .reader import ENCODINGS, FileFormatError, iter_rows, sniff
+from .validation import CleanRow, RowValidator
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 5000
+MAX_STORED_ERRORS = 50_000  # every error is counted; beyond this many they are not stored one by one
+# Statuses a recall leaves alone: already out of collection, or finished.
+RECALL_SKIP = ("recalled", "closed", "paid", "settled")
+COMPARED = ("balance", "principal", "due_date", "last_payment_date", "currency", "product")
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration and approval
+
+
+def lender_register(
+    *,
+    name: str,
+    registration_no: str,
+    contact_name: str,
+    contact_phone: str,
+    contact_email: str,
+    username: str,
+    password: str,
+    kind: str = "",
+) -> Lender:
+    """Public sign-up: a pending lender and its first (inactive) user, activated on approval."""
+    from stdnum.cn import uscc
+
+    errors: dict[str, str] = {}
+    name = name.strip()
+    if not name:
+        errors["name"] = _("Give the lender's name.")
+    if registration_no and not uscc.is_valid(registration_no):
+        errors["registration_no"] = _("Not a valid unified social credit code (18 characters with a check character).")
+    if User.objects.filter(username__iexact=username).exists():
+        errors["username"] = _("This username is taken.")
+    try:
+        password_validation.validate_password(password, User(username=username, email=contact_email))
+    except ValidationError as exc:
+        errors["password"] = " ".join(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        code = f"{slugify(name)[:30] or 'lender'}-{secrets.token_hex(3)}"
+        lender = Lender(
+            name=name, code=code, kind=kind, status=Lender.Status.PENDING,
+            registration_no=uscc.compact(registration_no) if registration_no else "",
+            contact_name=contact_name, contact_phone=contact_phone, contact_email=contact_email,
+        )
+        lender.full_clean()
+        lender.save()
+        user = User(username=username, email=contact_email, role=User.Role.LENDER, lender=lender, is_active=False)
+        user.set_password(password)
+        user.full_clean()
+        user.save()
+        audit_log(
+            action="cases.lender.registered", actor=None, actor_label=username, lender_id=lender.pk, subject=lender,
+            data={"name": name, "registration_no": lender.registration_no, "user": username,
+                  "contact_email": contact_email},
+        )
+        return lender
+
+
+def lender_approve(*, actor: User, lender: Lender) -> Lender:
+    """Activate a pending (or suspended) lender and its users."""
+    if not actor.is_supervisor:
+        raise PermissionDenied(_("Only supervisors and administrators approve lenders."))
+    with transaction.atomic():
+        lender = Lender.objects.select_for_update().get(pk=lender.pk)
+        if lender.status == Lender.Status.ACTIVE:
+            raise ValidationError(_("This lender is already active."))
+        before = lender.status
+        lender.status, lender.approved_by, lender.approved_at = Lender.Status.ACTIVE, actor, timezone.now()
+        lender.save(update_fields=["status", "approved_by", "approved_at"])
+        users = list(lender.users.filter(is_active=False).values_list("username", flat=True))
+        lender.users.filter(role=User.Role.LENDER).update(is_active=True)
+        audit_log(
+            action="cases.lender.approved", actor=actor, lender_id=lender.pk, subject=lender,
+            data={"from": before, "to": lender.status, "activated_users": users},
+        )
+        return lender
+
+
+def lender_reject(*, actor: User, lender: Lender, reason: str = "") -> Lender:
+    """Refuse a registration (or suspend a lender): it cannot sign in or upload."""
+    if not actor.is_supervisor:
+        raise PermissionDenied(_("Only supervisors and administrators approve lenders."))
+    with transaction.atomic():
+        lender = Lender.objects.select_for_update().get(pk=lender.pk)
+        before = lender.status
+        lender.status = Lender.Status.SUSPENDED
+        lender.save(update_fields=["status"])
+        lender.users.update(is_active=False)
+        audit_log(
+            action="cases.lender.suspended", actor=actor, lender_id=lender.pk, subject=lender,
+            data={"from": before, "to": lender.status, "reason": reason[:500]},
+        )
+        return lender
+
+
+def column_mapping_save(*, actor: User, lender: Lender, mapping: dict[str, str]) -> ColumnMapping:
+    """Save the lender's own header names (``{their header: canonical key}``)."""
+    valid = set(BY_KEY) | {c.key for c in RECALL_COLUMNS}
+    clean = {str(k).strip(): v for k, v in mapping.items() if str(k).strip() and v}
+    bad = sorted(v for v in clean.values() if v not in valid)
+    if bad:
+        raise ValidationError({"mapping": _("Unknown canonical column(s): %(cols)s") % {"cols": ", ".join(bad)}})
+    with transaction.atomic():
+        obj, _created = ColumnMapping.objects.select_for_update().get_or_create(lender=lender)
+        before = obj.mapping
+        obj.mapping = clean
+        obj.save()
+        audit_log(
+            action="cases.column_mapping.saved", actor=actor, lender_id=lender.pk, subject=obj,
+            data={"from": before, "to": clean},
+        )
+        return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads
+
+
+def _sha256(fh: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(block)
+    fh.seek(0)
+    return digest.hexdigest()
+
+
+def placement_batch_create(
+    *,
+    actor: User,
+    file: UploadedFile,
+    kind: str = PlacementBatch.Kind.PLACEMENT,
+    mode: str = PlacementBatch.Mode.PARTIAL,
+    encoding: str = "",
+    language: str = "",
+) -> PlacementBatch:
+    """Store an uploaded file as a pending batch and queue its processing (after commit)."""
+    lender = actor.lender if actor.is_lender_user else None
+    if lender is None or not actor.is_active:
+        raise PermissionDenied(_("Only lender users upload placement files."))
+    if lender.status != Lender.Status.ACTIVE:
+        raise PermissionDenied(_("Your lender account is not active yet; it cannot upload."))
+    errors = {}
+    if kind not in PlacementBatch.Kind.values:
+        errors["kind"] = _("Unknown kind.")
+    if mode not in PlacementBatch.Mode.values:
+        errors["mode"] = _("Unknown mode.")
+    if encoding not in ENCODINGS and encoding != "gbk":
+        errors["encoding"] = _("Unknown encoding.")
+    if not file or not getattr(file, "size", 0):
+        errors["file"] = _("The file is empty.")
+    if errors:
+        raise ValidationError(errors)
+    sha = _sha256(file)
+    from cases.tasks import placement_batch_process_task
+
+    with transaction.atomic():
+        batch = PlacementBatch(
+            lender=lender, uploaded_by=actor, kind=kind, mode=mode, original_name=(file.name or "upload")[:255],
+            sha256=sha, encoding="gb18030" if encoding == "gbk" else encoding,
+            options={"language": language or translation.get_language() or "zh-hans"},
+        )
+        # Stored under a short safe name (FileField max_length 100); the user's name is kept in original_name.
+        suffix = "".join(c for c in Path(file.name or "").suffix.lower() if c.isalnum() or c == ".")[:8]
+        batch.file.save(f"{lender.code[:30]}-{sha[:16]}{suffix}", file, save=False)
+        batch.save()
+        audit_log(
+            action="cases.placement.uploaded", actor=actor, lender_id=lender.pk, subject=batch,
+            data={"kind": kind, "mode": mode, "file": batch.original_name, "sha256": sha, "size": file.size},
+        )
+        transaction.on_commit(lambda: placement_batch_process_task.delay(batch.pk))
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Processing
+
+
+def _progress(batch_id: int, **fields) -> None:
+    # Runs outside the apply transaction (autocommit in the worker) so the portal sees it at once.
+    PlacementBatch.objects.filter(pk=batch_id).update(**fields)
+
+
+def placement_batch_process(*, batch_id: int) -> PlacementBatch:
+    """Validate and apply one batch. Idempotent: an applied or rejected batch is returned unchanged."""
+    batch = PlacementBatch.objects.select_related("lender", "uploaded_by").get(pk=batch_id)
+    if batch.state in (PlacementBatch.State.APPLIED, PlacementBatch.State.REJECTED, PlacementBatch.State.FAILED):
+        return batch
+    # A re-delivered task (worker crashed) starts again: drop what the previous attempt stored.
+    PlacementRowError.objects.filter(batch_id=batch.pk).delete()
+    now = timezone.now()
+    _progress(batch.pk, state=PlacementBatch.State.PROCESSING, started_at=now, processed_rows=0, error_count=0,
+              created_count=0, updated_count=0, unchanged_count=0, error_message="")
+    language = batch.options.get("language") or "zh-hans"
+    with translation.override(language):
+        try:
+            if batch.lender.status != Lender.Status.ACTIVE:
+                return _finish(batch, state=PlacementBatch.State.REJECTED,
+                               message=_("The lender is not active; the file was not applied."))
+            earlier = (
+                PlacementBatch.objects.filter(lender_id=batch.lender_id, kind=batch.kind, sha256=batch.sha256,
+                                              state=PlacementBatch.State.APPLIED)
+                .exclude(pk=batch.pk).order_by("pk").first()
+            )
+            if earlier is not None:
+                batch.report = {"already_applied": earlier.pk}
+                return _finish(batch, state=PlacementBatch.State.APPLIED, total=earlier.total_rows,
+                               unchanged=earlier.total_rows - earlier.error_count,
+                               message=_("This file was already applied (batch %(id)s); nothing changed.") % {"id": earlier.pk})
+            return _run(batch)
+        except FileFormatError as exc:
+            return _finish(batch, state=PlacementBatch.State.REJECTED, message=_("The file cannot be read: %(why)s") % {"why": exc})
+        except Exception as exc:  # noqa: BLE001 - any crash marks the batch failed, visibly, then re-raises
+            log.exception("placement batch %s failed", batch.pk)
+            _finish(batch, state=PlacementBatch.State.FAILED, message=f"{exc.__class__.__name__}: {exc}"[:2000])
+            raise
+
+
+def _finish(batch: PlacementBatch, *, state: str, message: str = "", total: int | None = None, created: int = 0,
+            updated: int = 0, unchanged: int = 0, errors: int | None = None) -> PlacementBatch:
+    batch.state = state
+    batch.error_message = message
+    if total is not None:
+        batch.total_rows = batch.processed_rows = total
+    batch.created_count, batch.updated_count, batch.unchanged_count = created, updated, unchanged
+    if errors is not None:
+        batch.error_count = errors
+    batch.finished_at = timezone.now()
+    with transaction.atomic():
+        batch.save(update_fields=[
+            "state", "error_message", "total_rows", "processed_rows", "created_count", "updated_count",
+            "unchanged_count", "error_count", "finished_at", "report", "encoding", "options",
+        ])
+        audit_log(
+            action=f"cases.placement.{state}", actor=batch.uploaded_by, lender_id=batch.lender_id, subject=batch,
+            data={"kind": batch.kind, "mode": batch.mode, "file": batch.original_name, "rows": batch.total_rows,
+                  "created": created, "updated": updated, "unchanged": unchanged, "errors": batch.error_count,
+                  "message": message[:500], **({"already_applied": batch.report["already_applied"]}
+                                               if "already_applied" in batch.report else {})},
+        )
+    return batch
+
+
+class _Errors:
+    """Row errors buffered and written in bulk; counts every failing row, stores up to a cap."""
+
+    def __init__(self, batch_id: int):
+        self.batch_id = batch_id
+        self.rows = 0
+        self.stored = 0
+        self.buffer: list[PlacementRowError] = []
+
+    def add(self, line: int, problems: list[tuple[str, str]]) -> None:
+        self.rows += 1
+        for column, reason in problems:
+            if self.stored < MAX_STORED_ERRORS:
+                self.buffer.append(PlacementRowError(batch_id=self.batch_id, line=line, column=column[:100], reason=reason[:500]))
+                self.stored += 1
+
+    def flush(self) -> None:
+        if self.buffer:
+            PlacementRowError.objects.bulk_create(self.buffer, batch_size=2000)
+            self.buffer = []
+
+
+def _run(batch: PlacementBatch) -> PlacementBatch:
+    mapping = ColumnMapping.objects.filter(lender_id=batch.lender_id).values_list("mapping", flat=True).first() or {}
+    errors = _Errors(batch.pk)
+    with batch.file.open("rb") as fh:
+        sniffed = sniff(fh, encoding=batch.encoding)
+        batch.encoding = sniffed.encoding
+        batch.options = {**batch.options, "format": sniffed.kind, "detected_encoding": sniffed.encoding}
+        _progress(batch.pk, total_rows=sniffed.estimated_rows)
+        rows = iter_rows(fh, sniffed)
+        try:
+            return _run_rows(batch, rows, mapping, errors)
+        finally:
+            rows.close()
+
+
+def _run_rows(batch: PlacementBatch, rows, mapping: dict, errors: _Errors) -> PlacementBatch:
+    first = next(rows, None)
+    if first is None:
+        raise FileFormatError(_("the file has no header row"))
+    header = resolve_header(first[1], mapping=mapping, kind=batch.kind)
+    batch.report = {
+        "columns": {key: name for _i, key, name in header.positions},
+        "ignored_columns": header.ignored,
+    }
+    problems = [(name, _("Required column is missing.")) for name in
+                (str(BY_KEY[k].label) if k in BY_KEY else k for k in header.missing)]
+    problems += [(name, _("Column given twice.")) for name in header.duplicates]
+    if problems:
+        errors.add(first[0], problems)
+        errors.flush()
+        return _finish(batch, state=PlacementBatch.State.REJECTED, errors=1,
+                       message=_("The header row is not usable: fix the columns and upload again."))
+    validate = RowValidator(positions=header.positions, kind=batch.kind,
+                            default_jurisdiction=batch.lender.default_jurisdiction, today=timezone.localdate())
+    stage = (_PgStage if connection.vendor == "postgresql" else _OrmStage)(batch=batch)
+    timings = batch.report.setdefault("timings", {})
+    t0 = time.perf_counter()
+    counter = {"processed": 0}
+
+    def valid_rows() -> Iterator[CleanRow]:
+        """Validates as it reads; errors are buffered, progress is reported every chunk."""
+        processed = 0
+        for line, values in rows:
+            clean, problems = validate(line, values)
+            processed += 1
+            if clean is None:
+                errors.add(line, problems)
+            else:
+                yield clean
+            if processed % CHUNK_ROWS == 0:
+                counter["processed"] = processed
+                stage.progress(processed_rows=processed, error_count=errors.rows)
+        counter["processed"] = processed
+
+    try:
+        stage.load(valid_rows(), errors)
+        timings["read_validate_stage_s"] = round(time.perf_counter() - t0, 3)
+        processed = counter["processed"]
+        t1 = time.perf_counter()
+        stage.check(errors)  # duplicates inside the file, unknown references in a recall
+        errors.flush()
+        timings["check_s"] = round(time.perf_counter() - t1, 3)
+        _progress(batch.pk, processed_rows=processed, total_rows=processed, error_count=errors.rows)
+        valid = stage.count
+        if errors.rows and batch.mode == PlacementBatch.Mode.ALL_OR_NOTHING:
+            return _finish(batch, state=PlacementBatch.State.REJECTED, total=processed, errors=errors.rows,
+                           message=_("%(n)s row(s) failed validation; nothing was applied (all-or-nothing).") % {"n": errors.rows})
+        t2 = time.perf_counter()
+        with transaction.atomic():
+            # One batch per lender at a time: borrower matching must see the previous batch's rows.
+            Lender.objects.select_for_update().filter(pk=batch.lender_id).first()
+            created, updated = stage.apply()
+            timings["apply_s"] = round(time.perf_counter() - t2, 3)
+            return _finish(batch, state=PlacementBatch.State.APPLIED, total=processed, errors=errors.rows,
+                           created=created, updated=updated, unchanged=valid - created - updated)
+    finally:
+        stage.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging: PostgreSQL (COPY into a temporary table, then set-based SQL)
+
+_COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+PLACEMENT_STAGE_COLUMNS = (
+    "line", "external_ref", "borrower_key", "borrower_name", "national_id", "phones", "emails", "address", "region",
+    "jurisdiction", "time_zones", "product", "principal", "balance", "currency", "due_date", "last_payment_date",
+    "days_past_due", "bucket",
+)
+
+
+def _c(value) -> str:
+    if value is None:
+        return "\\N"
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_COPY_ESCAPE)
+    return text
+
+
+def _json_list(items: list[str]) -> str:
+    # Phones ("+" and digits) and IANA zones need no JSON escaping; anything else goes through json.dumps.
+    if not items:
+        return "[]"
+    if any('"' in i or "\\" in i for i in items):
+        return json.dumps(items, ensure_ascii=False)
+    return '["' + '","'.join(items) + '"]'
+
+
+def copy_line(row: CleanRow) -> str:
+    """One staging row in PostgreSQL COPY text format."""
+    return "\t".join((
+        str(row.line), _c(row.external_ref), _c(row.borrower_key), _c(row.borrower_name), _c(row.national_id),
+        _c(_json_list(row.phones)), _c(_json_list([row.email] if row.email else [])),
+        _c(row.address), _c(row.region), row.jurisdiction,
+        _c(_json_list([row.time_zone] if row.time_zone else [])), _c(row.product),
+        str(row.principal), str(row.balance), row.currency, row.due_date.isoformat(),
+        row.last_payment_date.isoformat() if row.last_payment_date else "\\N", str(row.days_past_due), row.bucket,
+    )) + "\n"
+
+
+class _IterFile:
+    """A read-only text file over an iterator of strings: COPY pulls rows as they are validated, so the
+    database parses and stores one part while Python validates the next (two cores busy, memory flat)."""
+
+    def __init__(self, parts: Iterator[str]):
+        self.parts = parts
+        self.buffer = ""
+
+    def read(self, size: int = -1) -> str:
+        pieces, have = [self.buffer], len(self.buffer)
+        target = size if size and size > 0 else 1 << 30
+        for part in self.parts:
+            pieces.append(part)
+            have += len(part)
+            if have >= target:
+                break
+        data = "".join(pieces)
+        if size and size > 0:
+            self.buffer, data = data[size:], data[:size]
+        else:
+            self.buffer = ""
+        return data
+
+    readline = read
+
+
+class _PgStage:
+    COPY_BLOCK = 1 << 18
+
+    def __init__(self, *, batch: PlacementBatch):
+        self.batch = batch
+        self.kind = batch.kind
+        self.count = 0
+        self.table = f"placement_stage_{batch.pk}"
+        # Progress goes through a second, autocommit connection: the main one is busy with the COPY.
+        main = connections[DEFAULT_DB_ALIAS]
+        self.side = type(main)(dict(main.settings_dict), alias="placement_progress")
+        with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {self.table}")
+            if self.kind == PlacementBatch.Kind.RECALL:
+                cur.execute(f"CREATE TEMP TABLE {self.table} (line integer, external_ref text, reason text)")
+            else:
+                cur.execute(
+                    f"CREATE TEMP TABLE {self.table} (line integer, external_ref text, borrower_key text,"
+                    " borrower_name text, national_id text, phones jsonb, emails jsonb, address text, region text,"
+                    " jurisdiction text, time_zones jsonb, product text, principal numeric(14,2), balance numeric(14,2),"
+                    " currency text, due_date date, last_payment_date date, days_past_due integer, bucket text)"
+                )
+
+    def progress(self, **fields) -> None:
+        sets = ", ".join(f"{k} = %s" for k in fields)
+        with self.side.cursor() as cur:
+            cur.execute(f"UPDATE cases_placementbatch SET {sets} WHERE id = %s", [*fields.values(), self.batch.pk])
+
+    def load(self, rows: Iterator[CleanRow], errors: _Errors) -> None:
+        if self.kind == PlacementBatch.Kind.RECALL:
+            lines = (f"{r.line}\t{_c(r.external_ref)}\t{_c(r.reason)}\n" for r in rows)
+            columns = "line, external_ref, reason"
+        else:
+            lines = map(copy_line, rows)
+            columns = ", ".join(PLACEMENT_STAGE_COLUMNS)
+        with connection.cursor() as cur:
+            cur.copy_expert(f"COPY {self.table} ({columns}) FROM STDIN", _IterFile(lines), self.COPY_BLOCK)
+            cur.execute(f"SELECT count(*) FROM {self.table}")
+            self.count = cur.fetchone()[0]
+
+    def check(self, errors: _Errors) -> None:
+        ref_column = self.batch.report["columns"]["external_ref"]
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("SET LOCAL work_mem = '256MB'")
+            # The first line with a reference wins; later ones are errors (and leave the staging table).
+            cur.execute(f"SELECT external_ref FROM {self.table} GROUP BY external_ref HAVING count(*) > 1 LIMIT 1")
+            if cur.fetchone():
+                cur.execute(
+                    f"DELETE FROM {self.table} s USING (SELECT line, row_number() OVER (PARTITION BY external_ref"
+                    f" ORDER BY line) AS n FROM {self.table}) d WHERE d.n > 1 AND s.line = d.line"
+                    f" RETURNING s.line, s.external_ref")
+                dups = sorted(cur.fetchall())
+                for line, ref in dups:
+                    errors.add(line, [(ref_column, _("Duplicate external reference %(ref)s (already on an earlier line).") % {"ref": ref})])
+                self.count -= len(dups)
+            if self.kind == PlacementBatch.Kind.RECALL:
+                cur.execute(
+                    f"DELETE FROM {self.table} s WHERE NOT EXISTS (SELECT 1 FROM cases_overdueaccount a"
+                    f" WHERE a.lender_id = %s AND a.external_ref = s.external_ref) RETURNING s.line, s.external_ref",
+                    [self.batch.lender_id],
+                )
+                unknown = sorted(cur.fetchall())
+                for line, ref in unknown:
+                    errors.add(line, [(ref_column, _("Unknown external reference %(ref)s.") % {"ref": ref})])
+                self.count -= len(unknown)
+        with connection.cursor() as cur:
+            cur.execute(f"ANALYZE {self.table}")
+
+    def apply(self) -> tuple[int, int]:
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL work_mem = '256MB'")  # sorts and hash joins over the whole file stay in memory
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        if self.kind == PlacementBatch.Kind.RECALL:
+            return _pg_recall(self.table, self.batch)
+        return _pg_place(self.table, self.batch)
+
+    def close(self) -> None:
+        self.side.close()
+        try:
+            with connection.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {self.table}")
+        except Exception:  # noqa: BLE001 - the session (and its temp table) may already be gone
+            log.warning("could not drop %s", self.table)
+
+
+_BKEY_SQL = "CASE WHEN national_id <> '' THEN 'id:' || national_id ELSE 'pn:' || coalesce(phones->>0, '') || '|' || name END"
+
+
+class _Timed:
+    """Wraps a cursor to record how long each set-based statement takes (kept in the batch report)."""
+
+    def __init__(self, cur, timings: dict):
+        self.cur, self.timings, self.n = cur, timings, 0
+
+    def execute(self, sql: str, params=None):
+        self.n += 1
+        t0 = time.perf_counter()
+        self.cur.execute(sql, params)
+        self.timings[f"sql{self.n}"] = round(time.perf_counter() - t0, 3)
+
+    def __getattr__(self, name):
+        return getattr(self.cur, name)
+
+
+def _pg_place(table: str, batch: PlacementBatch) -> tuple[int, int]:
+    lender_id, now = batch.lender_id, timezone.now()
+    bmap = f"placement_bmap_{batch.pk}"
+    with connection.cursor() as raw:
+        cur = _Timed(raw, batch.report.setdefault("timings", {}))
+        # Borrowers: existing ones by national ID, else by first phone + name; the rest are created.
+        # The key -> id map is a narrow side table, cheaper than rewriting every staging row.
+        cur.execute(f"DROP TABLE IF EXISTS {bmap}")
+        cur.execute(f"CREATE TEMP TABLE {bmap} (bkey text, id bigint) ON COMMIT DROP")
+        cur.execute(
+            f"INSERT INTO {bmap} SELECT DISTINCT ON (s.borrower_key) s.borrower_key, b.id FROM {table} s"
+            f" JOIN cases_borrower b ON b.national_id = s.national_id"
+            f" WHERE b.lender_id = %s AND s.national_id <> '' ORDER BY s.borrower_key, b.id", [lender_id])
+        cur.execute(
+            f"INSERT INTO {bmap} SELECT DISTINCT ON (s.borrower_key) s.borrower_key, b.id FROM {table} s"
+            f" JOIN cases_borrower b ON b.name = s.borrower_name"
+            f" WHERE b.lender_id = %s AND s.national_id = '' AND b.phones @> jsonb_build_array(s.phones->>0)"
+            f" ORDER BY s.borrower_key, b.id", [lender_id])
+        cur.execute(
+            f"WITH ins AS (INSERT INTO cases_borrower (lender_id, name, national_id, phones, emails, address, region,"
+            f" jurisdiction, time_zones, sms_consent, email_consent, after_hours_consent, cease, dispute, attorney,"
+            f" bankruptcy, deceased, vulnerable, created_at, updated_at)"
+            f" SELECT DISTINCT ON (borrower_key) %s, borrower_name, national_id, phones, emails, address, region,"
+            f" jurisdiction, time_zones, true, true, false, false, false, false, false, false, false, %s, %s"
+            f" FROM {table} s WHERE NOT EXISTS (SELECT 1 FROM {bmap} m WHERE m.bkey = s.borrower_key)"
+            f" ORDER BY borrower_key, line DESC RETURNING id, {_BKEY_SQL} AS bkey)"
+            f" INSERT INTO {bmap} SELECT bkey, id FROM ins",
+            [lender_id, now, now])
+        cur.execute(f"ANALYZE {bmap}")
+        # Accounts already placed and changed: update, keeping the old values for the audit log.
+        changes = f"placement_changes_{batch.pk}"
+        cur.execute(f"DROP TABLE IF EXISTS {changes}")
+        cur.execute(
+            f"CREATE TEMP TABLE {changes} (id bigint, borrower_id bigint, external_ref text, old jsonb, new jsonb)"
+            f" ON COMMIT DROP")
+        cur.execute(
+            f"WITH cur AS (SELECT a.id, s.*, jsonb_build_object('balance', a.balance::text, 'principal', a.principal::text,"
+            f" 'due_date', a.due_date, 'last_payment_date', a.last_payment_date, 'currency', a.currency,"
+            f" 'product', a.product) AS old"
+            f" FROM cases_overdueaccount a JOIN {table} s ON a.external_ref = s.external_ref WHERE a.lender_id = %s"
+            f" AND (a.balance, a.principal, a.due_date, a.last_payment_date, a.currency, a.product)"
+            f" IS DISTINCT FROM (s.balance, s.principal, s.due_date, s.last_payment_date, s.currency, s.product)),"
+            f" upd AS (UPDATE cases_overdueaccount a SET balance = cur.balance, principal = cur.principal,"
+            f" due_date = cur.due_date, last_payment_date = cur.last_payment_date, currency = cur.currency,"
+            f" product = cur.product, days_past_due = cur.days_past_due, bucket = cur.bucket, updated_at = %s"
+            f" FROM cur WHERE a.id = cur.id RETURNING a.id, a.borrower_id, a.external_ref, cur.old,"
+            f" jsonb_build_object('balance', a.balance::text, 'principal', a.principal::text, 'due_date', a.due_date,"
+            f" 'last_payment_date', a.last_payment_date, 'currency', a.currency, 'product', a.product) AS new)"
+            f" INSERT INTO {changes} SELECT * FROM upd", [lender_id, now])
+        updated = cur.rowcount
+        cur.execute(
+            f"INSERT INTO cases_overdueaccount (lender_id, borrower_id, external_ref, product, principal, balance,"
+            f" currency, due_date, last_payment_date, days_past_due, bucket, status, extra, placed_at, updated_at)"
+            f" SELECT %s, m.id, s.external_ref, s.product, s.principal, s.balance, s.currency, s.due_date,"
+            f" s.last_payment_date, s.days_past_due, s.bucket, 'new', jsonb_build_object('batch', %s), %s, %s"
+            f" FROM {table} s JOIN {bmap} m ON m.bkey = s.borrower_key"
+            f" WHERE NOT EXISTS (SELECT 1 FROM cases_overdueaccount a WHERE a.lender_id = %s"
+            f" AND a.external_ref = s.external_ref) ON CONFLICT (lender_id, external_ref) DO NOTHING",
+            [lender_id, batch.pk, now, now, lender_id])
+        created = cur.rowcount
+    if updated:
+        _audit_changes(batch, _iter_table(changes))
+    return created, updated
+
+
+def _iter_table(table: str) -> Iterator[tuple]:
+    last = 0
+    while True:
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT id, borrower_id, external_ref, old, new FROM {table} WHERE id > %s ORDER BY id LIMIT 5000", [last])
+            rows = cur.fetchall()
+        if not rows:
+            return
+        for r in rows:
+            old, new = (json.loads(v) if isinstance(v, str) else v for v in (r[3], r[4]))
+            yield r[0], r[1], r[2], old, new
+        last = rows[-1][0]
+
+
+def _audit_changes(batch: PlacementBatch, changes) -> None:
+    """One ``cases.account.updated`` event per changed account (bulk, in chunks)."""
+    events: list[dict] = []
+    for account_id, borrower_id, ref, old, new in changes:
+        diff = {k: [old.get(k), new.get(k)] for k in COMPARED if str(old.get(k)) != str(new.get(k))}
+        events.append({
+            "action": "cases.account.updated", "lender_id": batch.lender_id, "subject_type": "cases.overdueaccount",
+            "subject_id": account_id, "account_id": account_id, "borrower_id": borrower_id,
+            "data": {"batch": batch.pk, "external_ref": ref, "changes": diff},
+        })
+        if len(events) >= 5000:
+            audit_log_many(events=events, actor=batch.uploaded_by)
+            events = []
+    if events:
+        audit_log_many(events=events, actor=batch.uploaded_by)
+
+
+def _pg_recall(table: str, batch: PlacementBatch) -> tuple[int, int]:
+    now = timezone.now()
+    changes = f"recall_changes_{batch.pk}"
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {changes}")
+        cur.execute(f"CREATE TEMP TABLE {changes} (id bigint, borrower_id bigint, external_ref text, status text,"
+                    f" agent_id bigint, reason text) ON COMMIT DROP")
+        cur.execute(
+            f"WITH cur AS (SELECT a.id, a.status, a.assigned_agent_id, s.reason FROM cases_overdueaccount a"
+            f" JOIN {table} s ON a.external_ref = s.external_ref WHERE a.lender_id = %s AND a.status <> ALL(%s)),"
+            f" upd AS (UPDATE cases_overdueaccount a SET status = 'recalled', assigned_agent_id = NULL,"
+            f" locked_by_id = NULL, locked_until = NULL, updated_at = %s FROM cur WHERE a.id = cur.id"
+            f" RETURNING a.id, a.borrower_id, a.external_ref, cur.status, cur.assigned_agent_id, cur.reason)"
+            f" INSERT INTO {changes} SELECT * FROM upd", [batch.lender_id, list(RECALL_SKIP), now])
+        updated = cur.rowcount
+        cur.execute(f"UPDATE cases_callback SET status = 'cancelled' WHERE status = 'scheduled'"
+                    f" AND account_id IN (SELECT id FROM {changes})")
+        events, last = [], 0
+        while True:
+            cur.execute(f"SELECT id, borrower_id, external_ref, status, agent_id, reason FROM {changes}"
+                        f" WHERE id > %s ORDER BY id LIMIT 5000", [last])
+            rows = cur.fetchall()
+            if not rows:
+                break
+            last = rows[-1][0]
+            events = [_recall_event(batch.lender_id, batch.pk, *r) for r in rows]
+            audit_log_many(events=events, actor=batch.uploaded_by)
+    return 0, updated
+
+
+def _recall_event(lender_id, batch_id, account_id, borrower_id, ref, status, agent_id, reason) -> dict:
+    return {
+        "action": "cases.account.recalled", "lender_id": lender_id, "subject_type": "cases.overdueaccount",
+        "subject_id": account_id, "account_id": account_id, "borrower_id": borrower_id,
+        "data": {"batch": batch_id, "external_ref": ref, "from": status, "to": "recalled", "from_agent": agent_id,
+                 "reason": reason or ""},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging: portable ORM path (SQLite, the embedded run). Same results, chunked ORM writes.
+
+
+class _OrmStage:
+    def __init__(self, *, batch: PlacementBatch):
+        self.batch = batch
+        self.kind = batch.kind
+        self.count = 0
+        self.spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.seen: set[str] = set()
+
+    def progress(self, **fields) -> None:
+        self._errors.flush()
+        _progress(self.batch.pk, **fields)
+
+    def load(self, rows: Iterator[CleanRow], errors: _Errors) -> None:
+        self._errors = errors
+        chunk: list[CleanRow] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= CHUNK_ROWS:
+                self._load_chunk(chunk, errors)
+                chunk = []
+        self._load_chunk(chunk, errors)
+
+    def _load_chunk(self, rows: list[CleanRow], errors: _Errors) -> None:
+        keep = []
+        for r in rows:
+            if r.external_ref in self.seen:
+                errors.add(r.line, [(self.batch.report["columns"]["external_ref"],
+                                     _("Duplicate external reference %(ref)s (already on an earlier line).") % {"ref": r.external_ref})])
+                continue
+            self.seen.add(r.external_ref)
+            keep.append(r)
+        if self.kind == PlacementBatch.Kind.RECALL and keep:
+            known = set(OverdueAccount.objects.filter(lender_id=self.batch.lender_id,
+                                                      external_ref__in=[r.external_ref for r in keep])
+                        .values_list("external_ref", flat=True))
+            for r in [r for r in keep if r.external_ref not in known]:
+                errors.add(r.line, [(self.batch.report["columns"]["external_ref"],
+                                     _("Unknown external reference %(ref)s.") % {"ref": r.external_ref})])
+            keep = [r for r in keep if r.external_ref in known]
+        if keep:
+            pickle.dump(keep, self.spool)
+            self.count += len(keep)
+
+    def check(self, errors: _Errors) -> None:
+        """Duplicates and unknown references were found while loading."""
+
+    def _chunks(self) -> Iterator[list[CleanRow]]:
+        self.spool.seek(0)
+        while True:
+            try:
+                yield pickle.load(self.spool)  # noqa: S301 - our own temp file, written above
+            except EOFError:
+                return
+
+    def apply(self) -> tuple[int, int]:
+        created = updated = 0
+        for rows in self._chunks():
+            if self.kind == PlacementBatch.Kind.RECALL:
+                updated += _orm_recall(self.batch, rows)
+            else:
+                c, u = _orm_place(self.batch, rows)
+                created, updated = created + c, updated + u
+        return created, updated
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+def _orm_borrowers(batch: PlacementBatch, rows: list[CleanRow]) -> dict[str, int]:
+    lender_id = batch.lender_id
+    ids = {r.national_id for r in rows if r.national_id}
+    found: dict[str, int] = {}
+    for b in Borrower.objects.filter(lender_id=lender_id, national_id__in=ids).only("id", "national_id"):
+        found["id:" + b.national_id] = b.pk
+    names = {r.borrower_name for r in rows if not r.national_id}
+    for b in Borrower.objects.filter(lender_id=lender_id, name__in=names).only("id", "name", "phones"):
+        for phone in b.phones:
+            found.setdefault(f"pn:{phone}|{b.name}", b.pk)
+    new: dict[str, Borrower] = {}
+    for r in rows:  # the last line of a borrower wins, as in the PostgreSQL path
+        if r.borrower_key not in found:
+            new[r.borrower_key] = Borrower(
+                lender_id=lender_id, name=r.borrower_name, national_id=r.national_id, phones=r.phones,
+                emails=[r.email] if r.email else [], address=r.address, region=r.region, jurisdiction=r.jurisdiction,
+                time_zones=[r.time_zone] if r.time_zone else [],
+            )
+    for key, b in zip(new, Borrower.objects.bulk_create(list(new.values())), strict=True):
+        found[key] = b.pk
+    return found
+
+
+def _orm_place(batch: PlacementBatch, rows: list[CleanRow]) -> tuple[int, int]:
+    borrowers = _orm_borrowers(batch, rows)
+    existing = {a.external_ref: a for a in OverdueAccount.objects.filter(
+        lender_id=batch.lender_id, external_ref__in=[r.external_ref for r in rows])}
+    to_create, to_update, changes = [], [], []
+    for r in rows:
+        a = existing.get(r.external_ref)
+        if a is None:
+            to_create.append(OverdueAccount(
+                lender_id=batch.lender_id, borrower_id=borrowers[r.borrower_key], external_ref=r.external_ref,
+                product=r.product, principal=r.principal, balance=r.balance, currency=r.currency, due_date=r.due_date,
+                last_payment_date=r.last_payment_date, days_past_due=r.days_past_due, bucket=r.bucket,
+                status=OverdueAccount.Status.NEW, extra={"batch": batch.pk},
+            ))
+            continue
+        old = {k: getattr(a, k) for k in COMPARED}
+        new = {k: getattr(r, k) for k in COMPARED}
+        if old == new:
+            continue
+        for k, v in new.items():
+            setattr(a, k, v)
+        a.days_past_due, a.bucket, a.updated_at = r.days_past_due, r.bucket, timezone.now()
+        to_update.append(a)
+        changes.append((a.pk, a.borrower_id, a.external_ref, _jsonish(old), _jsonish(new)))
+    OverdueAccount.objects.bulk_create(to_create)
+    OverdueAccount.objects.bulk_update(to_update, [*COMPARED, "days_past_due", "bucket", "updated_at"])
+    _audit_changes(batch, changes)
+    return len(to_create), len(to_update)
+
+
+def _jsonish(values: dict) -> dict:
+    return {k: (f"{v:.2f}" if isinstance(v, Decimal) else v.isoformat() if isinstance(v, date) else v)
+            for k, v in values.items()}
+
+
+def _orm_recall(batch: PlacementBatch, rows: list[CleanRow]) -> int:
+    reasons = {r.external_ref: r.reason for r in rows}
+    accounts = list(OverdueAccount.objects.filter(lender_id=batch.lender_id, external_ref__in=list(reasons))
+                    .exclude(status__in=RECALL_SKIP))
+    events = [_recall_event(batch.lender_id, batch.pk, a.pk, a.borrower_id, a.external_ref, a.status,
+                            a.assigned_agent_id, reasons[a.external_ref]) for a in accounts]
+    ids = [a.pk for a in accounts]
+    OverdueAccount.objects.filter(pk__in=ids).update(
+        status=OverdueAccount.Status.RECALLED, assigned_agent=None, locked_by=None, locked_until=None,
+        updated_at=timezone.now())
+    Callback.objects.filter(account_id__in=ids, status=Callback.Status.SCHEDULED).update(status=Callback.Status.CANCELLED)
+    if events:
+        audit_log_many(events=events, actor=batch.uploaded_by)
+    return len(ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recall by API (a short list of references, applied at once)
+
+MAX_RECALL_REFS = 1000
+
+
+def accounts_recall(*, actor: User, refs: list[str], reason: str = "") -> dict:
+    """Take accounts back from collection now: status "recalled", unassigned, audited one by one."""
+    lender = actor.lender if actor.is_lender_user else None
+    if lender is None or lender.status != Lender.Status.ACTIVE:
+        raise PermissionDenied(_("Only users of an active lender recall accounts."))
+    refs = [str(r).strip() for r in refs if str(r).strip()]
+    if not refs:
+        raise ValidationError({"external_refs": _("Give at least one external reference.")})
+    if len(refs) > MAX_RECALL_REFS:
+        raise ValidationError({"external_refs": _("At most %(n)s references per request; upload a recall file for more.") % {"n": MAX_RECALL_REFS}})
+    with transaction.atomic():
+        accounts = list(OverdueAccount.objects.select_for_update().filter(lender=lender, external_ref__in=refs))
+        by_ref = {a.external_ref: a for a in accounts}
+        recalled = [a for a in accounts if a.status not in RECALL_SKIP]
+        ids = [a.pk for a in recalled]
+        OverdueAccount.objects.filter(pk__in=ids).update(
+            status=OverdueAccount.Status.RECALLED, assigned_agent=None, locked_by=None, locked_until=None,
+            updated_at=timezone.now())
+        Callback.objects.filter(account_id__in=ids, status=Callback.Status.SCHEDULED).update(status=Callback.Status.CANCELLED)
+        if recalled:
+            audit_log_many(events=[_recall_event(lender.pk, None, a.pk, a.borrower_id, a.external_ref, a.status,
+                                                 a.assigned_agent_id, reason[:500]) for a in recalled], actor=actor)
+    return {
+        "recalled": sorted(a.external_ref for a in recalled),
+        "unchanged": sorted(r for r in set(refs) if r in by_ref and by_ref[r] not in recalled),
+        "unknown": sorted(r for r in set(refs) if r not in by_ref),
+    }

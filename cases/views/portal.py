@@ -1,0 +1,202 @@
+"""Lender portal (upload, progress, batch report, accounts, results export, column mapping) and lender
+registration / approval. Thin: forms parse, services write, selectors read."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from cases.importers import selectors, services
+from cases.importers.columns import COLUMNS, RECALL_COLUMNS
+from cases.importers.forms import AccountSearchForm, RecallForm, RegisterForm, UploadForm, mapping_form_class
+from cases.models import ColumnMapping, Lender, PlacementBatch
+from cases.selectors import mask_national_id, mask_phone
+
+
+def lender_view(view):
+    """Signed-in users of a lender only; everything they see is their own lender's."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_lender_user or request.user.lender_id is None:
+            raise PermissionDenied(_("The lender portal is for lender users."))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def supervisor_view(view):
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_supervisor:
+            raise PermissionDenied(_("Supervisors and administrators only."))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _form_errors(request, exc: ValidationError) -> None:
+    for msg in exc.messages:
+        messages.error(request, msg)
+
+
+@lender_view
+def portal_home(request):
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            batch = services.placement_batch_create(
+                actor=request.user, file=form.cleaned_data["file"], kind=form.cleaned_data["kind"],
+                mode=form.cleaned_data["mode"], encoding=form.cleaned_data["encoding"] or "",
+                language=translation.get_language(),
+            )
+        except ValidationError as exc:
+            _form_errors(request, exc)
+        else:
+            messages.success(request, _("File received; it is being processed."))
+            return redirect("portal-batch", pk=batch.pk)
+    batches = selectors.placement_batches_for_user(user=request.user)[:20]
+    return render(request, "portal/home.html", {
+        "form": form, "batches": batches, "lender": request.user.lender, "recall_form": RecallForm(),
+    })
+
+
+def _batch(request, pk: int) -> PlacementBatch:
+    return get_object_or_404(selectors.placement_batches_for_user(user=request.user), pk=pk)
+
+
+@lender_view
+@require_GET
+def portal_batch(request, pk: int):
+    batch = _batch(request, pk)
+    errors = Paginator(batch.row_errors.order_by("line", "id"), 200).get_page(request.GET.get("page"))
+    return render(request, "portal/batch.html", {
+        "batch": batch, "errors": errors, "progress": selectors.batch_progress(batch=batch),
+    })
+
+
+@lender_view
+@require_GET
+def portal_batch_progress(request, pk: int):
+    return JsonResponse(selectors.batch_progress(batch=_batch(request, pk)))
+
+
+@lender_view
+@require_GET
+def portal_accounts(request):
+    form = AccountSearchForm(request.GET or None)
+    q = status = ""
+    if form.is_valid():
+        q, status = form.cleaned_data["q"], form.cleaned_data["status"]
+    page = Paginator(selectors.portal_account_search(user=request.user, q=q, status=status), 50).get_page(request.GET.get("page"))
+    for acc in page:
+        acc.phones_masked = ", ".join(mask_phone(p) for p in acc.borrower.phones)
+        acc.national_id_masked = mask_national_id(acc.borrower.national_id)
+    return render(request, "portal/accounts.html", {"form": form, "page": page, "q": q, "status": status})
+
+
+@lender_view
+@require_POST
+def portal_recall(request):
+    form = RecallForm(request.POST)
+    if form.is_valid():
+        try:
+            result = services.accounts_recall(actor=request.user, refs=form.refs(), reason=form.cleaned_data["reason"])
+        except ValidationError as exc:
+            _form_errors(request, exc)
+        else:
+            messages.success(request, _("Recalled: %(n)s. Already out of collection: %(u)s. Unknown: %(x)s.") % {
+                "n": len(result["recalled"]), "u": len(result["unchanged"]),
+                "x": ", ".join(result["unknown"]) or "0"})
+    else:
+        messages.error(request, _("Give at least one external reference."))
+    return redirect("portal-home")
+
+
+@lender_view
+def portal_mapping(request):
+    lender = request.user.lender
+    current = ColumnMapping.objects.filter(lender=lender).values_list("mapping", flat=True).first() or {}
+    initial = {canonical: header for header, canonical in current.items()}
+    Form = mapping_form_class()
+    form = Form(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        mapping = {header: key for key, header in form.cleaned_data.items() if header}
+        try:
+            services.column_mapping_save(actor=request.user, lender=lender, mapping=mapping)
+        except ValidationError as exc:
+            _form_errors(request, exc)
+        else:
+            messages.success(request, _("Column mapping saved."))
+            return redirect("portal-mapping")
+    return render(request, "portal/mapping.html", {"form": form, "columns": COLUMNS, "recall_columns": RECALL_COLUMNS})
+
+
+@lender_view
+@require_GET
+def portal_export(request, fmt: str):
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    if fmt == "json":
+        response = StreamingHttpResponse(selectors.results_json(user=request.user), content_type="application/json")
+    else:
+        response = StreamingHttpResponse(selectors.results_csv(user=request.user), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="results-{request.user.lender.code}-{stamp}.{fmt}"'
+    return response
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration (public) and approval (supervisors)
+
+
+def lender_register(request):
+    form = RegisterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.lender_register(**form.cleaned_data)
+        except ValidationError as exc:
+            for field, msgs in exc.message_dict.items():
+                for msg in msgs:
+                    form.add_error(field if field in form.fields else None, msg)
+        else:
+            return redirect("lender-register-done")
+    return render(request, "portal/register.html", {"form": form})
+
+
+def lender_register_done(request):
+    return render(request, "portal/register_done.html")
+
+
+@supervisor_view
+@require_GET
+def lender_approvals(request):
+    return render(request, "portal/approvals.html", {
+        "pending": selectors.lenders_pending(),
+        "recent": Lender.objects.exclude(status=Lender.Status.PENDING).order_by("-approved_at", "-created_at")[:20],
+    })
+
+
+@supervisor_view
+@require_POST
+def lender_decide(request, pk: int, decision: str):
+    lender = get_object_or_404(Lender, pk=pk)
+    try:
+        if decision == "approve":
+            services.lender_approve(actor=request.user, lender=lender)
+            messages.success(request, _("%(name)s is active; its users can sign in.") % {"name": lender.name})
+        else:
+            services.lender_reject(actor=request.user, lender=lender, reason=request.POST.get("reason", ""))
+            messages.success(request, _("%(name)s was refused.") % {"name": lender.name})
+    except ValidationError as exc:
+        _form_errors(request, exc)
+    return redirect("lender-approvals")

@@ -1,0 +1,88 @@
+"""Turning compliance decisions and audit codes into what the workspace shows (translated)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils import dateformat
+from django.utils.translation import gettext_lazy as _
+
+from compliance import rules
+
+_HOURS = _("Outside the hours the borrower may be contacted")
+# Plain-language title per rule code of the seeded policies; the engine's own (English) message
+# stays available as the detail. Unknown codes (a new policy) fall back to that message.
+RULE_TITLES = {
+    "CN.QUIET_HOURS": _HOURS,
+    "US.FDCPA.TIME_OF_DAY": _HOURS,
+    "AU.CONTACT_HOURS": _("Outside the allowed contact hours, or a public holiday"),
+    "CN.UNANSWERED_PER_NUMBER": _("Daily limit of unanswered calls to this number reached"),
+    "CN.CONVERSATIONS_PER_DAY": _("Daily limit of conversations with the borrower reached"),
+    "CN.THIRD_PARTY": _("Third parties may be contacted only when the borrower is unreachable"),
+    "US.REGF.CALL_FREQUENCY": _("Call limit for this debt in 7 days reached"),
+    "US.REGF.POST_CONVERSATION": _("No calls within 7 days after a telephone conversation"),
+    "US-MA.940CMR.TELEPHONE_FREQUENCY": _("Massachusetts limit of 2 calls per 7 days reached"),
+    "AU.CONTACTS_PER_WEEK": _("Weekly contact limit reached"),
+    "AU.CONTACTS_PER_MONTH": _("Monthly contact limit reached"),
+    "HOLD.CEASE": _("The borrower asked us to stop contacting them"),
+    "HOLD.DISPUTE": _("The debt is disputed; outreach is suspended"),
+    "HOLD.ATTORNEY": _("The borrower is represented by an attorney"),
+    "HOLD.BANKRUPTCY": _("The borrower is in bankruptcy"),
+    "HOLD.DECEASED": _("The borrower is recorded as deceased"),
+}
+
+AUDIT_LABELS = {
+    "cases.contact_attempt.recorded": _("Outreach recorded"),
+    "compliance.contact.blocked": _("Outreach refused by the compliance check"),
+    "compliance.callback.blocked": _("Callback refused by the compliance check"),
+    "cases.callback.scheduled": _("Callback scheduled"),
+    "cases.promise.created": _("Promise to pay recorded"),
+    "cases.repayment_plan.created": _("Repayment plan agreed"),
+    "cases.payment.recorded": _("Payment recorded"),
+    "cases.note.added": _("Note added"),
+    "cases.account.status_changed": _("Status changed"),
+    "cases.account.assigned": _("Assignment changed"),
+    "cases.account.aged": _("Ageing bucket changed"),
+    "cases.account.locked": _("Opened for work (locked)"),
+    "cases.account.unlocked": _("Released"),
+    "cases.pii.viewed": _("Unmasked personal data viewed"),
+}
+
+FORMAT = "Y-m-d H:i D"
+
+
+def agent_zone(user) -> ZoneInfo:
+    try:
+        return ZoneInfo(getattr(user, "time_zone", "") or settings.TIME_ZONE)
+    except (ValueError, KeyError):
+        return ZoneInfo(settings.TIME_ZONE)
+
+
+def fmt_in(dt: datetime, tz: ZoneInfo | str) -> str:
+    tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+    return dateformat.format(dt.astimezone(tz), FORMAT)
+
+
+def present_decision(decision: rules.Decision | None, *, borrower, user, channel: str = "") -> dict:
+    """A template-friendly view of a decision: why not, and when next, in the borrower's and the agent's time."""
+    if decision is None:
+        return {"unknown": True, "allowed": False, "violations": [], "channel": channel}
+    nxt = decision.next_allowed_at
+    tz = agent_zone(user)
+    return {
+        "unknown": False,
+        "allowed": decision.allowed,
+        "channel": channel,
+        "policy": f"{decision.policy_code} v{decision.policy_version}",
+        "violations": [
+            {"title": RULE_TITLES.get(v.code, v.message), "code": v.code, "citation": v.citation, "message": v.message}
+            for v in decision.violations
+        ],
+        "next_at": nxt if not decision.allowed else None,
+        "next_iso": nxt.isoformat() if nxt and not decision.allowed else "",
+        "next_borrower": [(z, fmt_in(nxt, z)) for z in borrower.zones] if nxt and not decision.allowed else [],
+        "next_agent": fmt_in(nxt, tz) if nxt and not decision.allowed else "",
+        "agent_zone": str(tz),
+    }

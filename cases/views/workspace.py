@@ -1,0 +1,400 @@
+"""The agent workspace: work queue, case page and the actions on a case. Thin: services decide and write."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from cases import selectors, services
+from cases.forms import (
+    AssignForm,
+    CallbackForm,
+    InstalmentFormSet,
+    NoteForm,
+    OutreachForm,
+    PaymentForm,
+    PlanForm,
+    PromiseForm,
+    QueueFilterForm,
+    StatusForm,
+)
+from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, User
+from compliance.selectors import contact_check
+
+from .presenters import AUDIT_LABELS, agent_zone, fmt_in, present_decision
+
+
+def workspace_view(view):
+    """Signed-in agents and supervisors only; times are shown and read in the agent's own time zone."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        user = request.user
+        if not (user.is_agent or user.is_supervisor):
+            raise PermissionDenied
+        with timezone.override(agent_zone(user)):
+            return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _account(request, pk: int) -> OverdueAccount:
+    # Scoped: another agent's or another lender's account is a 404, never a 403 that confirms it exists.
+    return get_object_or_404(selectors.account_list_for_user(user=request.user).select_related("locked_by"), pk=pk)
+
+
+def _mask_email(value: str) -> str:
+    name, _sep, domain = str(value).partition("@")
+    return f"{name[:1]}***@{domain}" if domain else "***"
+
+
+def _add_errors(form, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errs in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errs)
+    else:
+        form.add_error(None, exc)
+
+
+# ---- queue ---------------------------------------------------------------------------------
+
+
+@require_GET
+@workspace_view
+def queue(request):
+    user = request.user
+    now = timezone.now()
+    if user.is_supervisor:
+        lenders = Lender.objects.filter(status=Lender.Status.ACTIVE)
+    else:
+        lenders = Lender.objects.filter(pk__in=selectors.account_list_for_user(user=user).values("lender_id"))
+    form = QueueFilterForm(request.GET or None, lenders=lenders)
+    filters = form.cleaned_data if form.is_valid() else {}
+    qs = selectors.account_queue(
+        user=user, bucket=filters.get("bucket", ""), status=filters.get("status", ""),
+        lender_id=filters["lender"].pk if filters.get("lender") else None, search=filters.get("q", ""), now=now,
+    )
+    per = filters.get("per") or 25
+    page = Paginator(qs.values_list("pk", flat=True), per).get_page(request.GET.get("page"))
+    accounts = selectors.queue_page_load(user=user, ids=list(page.object_list), now=now)
+    rows = selectors.queue_rows(user=user, accounts=accounts, at=now)
+    tz = agent_zone(user)
+    for row in rows:
+        row.status = present_decision(row.decision, borrower=row.account.borrower, user=user, channel="call")
+        row.phone = selectors.mask_phone(row.account.borrower.phones[0]) if row.account.borrower.phones else ""
+        row.lock_until = fmt_in(row.account.locked_until, tz) if row.locked_by_other else ""
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(request, "cases/queue.html", {
+        "form": form, "page": page, "rows": rows, "query": params.urlencode(), "agent_zone": str(tz),
+    })
+
+
+# ---- case page -----------------------------------------------------------------------------
+
+
+def _case_context(request, account: OverdueAccount, *, forms: dict | None = None, active: str = "outreach",
+                  refusal: dict | None = None, reveal: bool = False, lock_ok: bool = True) -> dict:
+    user = request.user
+    now = timezone.now()
+    borrower = account.borrower
+    status = selectors.account_contact_status(account=account, at=now)
+    channels = dict(ContactAttempt.Channel.choices)
+    contact = [
+        {**present_decision(d, borrower=borrower, user=user, channel=ch), "label": channels[ch]}
+        for ch, d in status.items()
+    ]
+    forms = forms or {}
+    defaults = {
+        "outreach": lambda: OutreachForm(),
+        "promise": lambda: PromiseForm(account=account),
+        "plan": lambda: PlanForm(prefix="plan"),
+        "instalments": lambda: InstalmentFormSet(prefix="inst"),
+        "payment": lambda: PaymentForm(initial={"paid_at": timezone.localtime(now).replace(second=0, microsecond=0)}),
+        "callback": lambda: CallbackForm(),
+        "note": lambda: NoteForm(),
+        "status": lambda: StatusForm(),
+    }
+    for key, make in defaults.items():
+        forms.setdefault(key, make())
+    if user.is_supervisor:
+        forms.setdefault("assign", AssignForm(initial={"agent": account.assigned_agent_id}))
+    locked_by_other = bool(
+        account.locked_by_id and account.locked_by_id != user.pk and account.locked_until and account.locked_until > now
+    )
+    timeline = selectors.account_timeline(account=account)
+    for entry in timeline:
+        if entry.kind == "audit":
+            entry.label = AUDIT_LABELS.get(entry.obj.action, entry.obj.action)
+    return {
+        "account": account,
+        "borrower": borrower,
+        "phones": list(borrower.phones) if reveal else [selectors.mask_phone(p) for p in borrower.phones],
+        "emails": list(borrower.emails) if reveal else [_mask_email(e) for e in borrower.emails],
+        "national_id": borrower.national_id if reveal else selectors.mask_national_id(borrower.national_id),
+        "revealed": reveal,
+        "holds": [Borrower._meta.get_field(h).verbose_name for h in sorted(borrower.holds)],
+        "contact": contact,
+        "borrower_now": [(z, fmt_in(now, z)) for z in borrower.zones],
+        "agent_now": fmt_in(now, agent_zone(user)),
+        "agent_zone": str(agent_zone(user)),
+        "forms": forms,
+        "active": active,
+        "refusal": refusal,
+        "timeline": timeline,
+        "locked_by_other": locked_by_other or not lock_ok,
+        "lock_until": fmt_in(account.locked_until, agent_zone(user)) if account.locked_until else "",
+        "own_lock": account.locked_by_id == user.pk and account.locked_until and account.locked_until > now,
+        "open_promises": account.promises.filter(status="open").order_by("due_date"),
+        "active_plan": account.plans.filter(status="active").prefetch_related("instalments").order_by("-created_at").first(),
+        "callbacks": account.callbacks.filter(status="scheduled").order_by("due_at"),
+    }
+
+
+def _render_case(request, account, *, status: int = 200, **kwargs):
+    return render(request, "cases/case.html", _case_context(request, account, **kwargs), status=status)
+
+
+@require_GET
+@workspace_view
+def case_detail(request, pk: int):
+    account = _account(request, pk)
+    lock_ok = True
+    if request.user.is_agent:
+        # Opening a case to work it takes (or extends) the soft lock; supervisors just look.
+        lock_ok, account = services.account_lock_acquire(actor=request.user, account=account)
+    return _render_case(request, account, lock_ok=lock_ok)
+
+
+def _locked_redirect(request, account: OverdueAccount):
+    """Writes need the soft lock: refuse while another agent is working the account."""
+    ok, fresh = services.account_lock_acquire(actor=request.user, account=account)
+    if ok:
+        return None
+    messages.error(request, _("%(user)s is working this account until %(until)s; try again later.") % {
+        "user": fresh.locked_by.get_username() if fresh.locked_by else "?",
+        "until": fmt_in(fresh.locked_until, agent_zone(request.user)),
+    })
+    return redirect("case-detail", pk=account.pk)
+
+
+def _done(request, account, message: str):
+    messages.success(request, message)
+    return redirect(reverse("case-detail", args=[account.pk]) + "#timeline")
+
+
+@require_POST
+@workspace_view
+def case_outreach(request, pk: int):
+    account = _account(request, pk)
+    if resp := _locked_redirect(request, account):
+        return resp
+    form = OutreachForm(request.POST)
+    if form.is_valid():
+        cd = form.cleaned_data
+        try:
+            services.contact_attempt_record(
+                account=account, actor=request.user, channel=cd["channel"], outcome=cd["outcome"],
+                direction=cd["direction"], party=cd["party"], occurred_at=cd["occurred_at"] or timezone.now(),
+                notes=cd["notes"], source=ContactAttempt.Source.WEB,
+            )
+        except services.ContactRefused as refused:
+            decision = present_decision(refused.decision, borrower=account.borrower, user=request.user, channel=cd["channel"])
+            return _render_case(request, account, forms={"outreach": form}, refusal=decision, status=409)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _done(request, account, _("Outreach recorded."))
+    return _render_case(request, account, forms={"outreach": form}, status=400)
+
+
+@require_GET
+@workspace_view
+def case_check(request, pk: int):
+    """Live compliance check while the agent fills in the outreach form: the same check as the API, recording nothing."""
+    account = _account(request, pk)
+    channel = request.GET.get("channel", "call")
+    direction = request.GET.get("direction", "outbound")
+    party = request.GET.get("party", "borrower")
+    if (channel not in ContactAttempt.Channel.values or direction not in ContactAttempt.Direction.values
+            or party not in ContactAttempt.Party.values):
+        return HttpResponseBadRequest(_("Unknown channel, direction or party."))
+    at = timezone.now()
+    if request.GET.get("at"):
+        form = OutreachForm({"channel": channel, "outcome": "no_answer", "occurred_at": request.GET["at"]})
+        if not form.is_valid() or not form.cleaned_data.get("occurred_at"):
+            return HttpResponseBadRequest(_("Enter a valid date and time."))
+        at = form.cleaned_data["occurred_at"]
+    decision = contact_check(account=account, channel=channel, at=at, direction=direction, party=party)
+    shown = present_decision(decision, borrower=account.borrower, user=request.user, channel=channel)
+    shown["label"] = dict(ContactAttempt.Channel.choices)[channel]
+    return render(request, "cases/_decision.html", {"d": shown, "live": True})
+
+
+@require_POST
+@workspace_view
+def case_promise(request, pk: int):
+    account = _account(request, pk)
+    if resp := _locked_redirect(request, account):
+        return resp
+    form = PromiseForm(request.POST, account=account)
+    if form.is_valid():
+        try:
+            services.promise_create(actor=request.user, account=account, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _done(request, account, _("Promise to pay recorded."))
+    return _render_case(request, account, forms={"promise": form}, active="promise", status=400)
+
+
+@require_POST
+@workspace_view
+def case_plan(request, pk: int):
+    account = _account(request, pk)
+    if resp := _locked_redirect(request, account):
+        return resp
+    form = PlanForm(request.POST, prefix="plan")
+    formset = InstalmentFormSet(request.POST, prefix="inst")
+    if form.is_valid() and formset.is_valid():
+        rows = sorted(
+            (f.cleaned_data["due_date"], f.cleaned_data["amount"]) for f in formset.forms if f.cleaned_data
+        )
+        try:
+            services.repayment_plan_create(
+                actor=request.user, account=account, total_amount=form.cleaned_data["total_amount"], instalments=rows
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _done(request, account, _("Repayment plan recorded."))
+    return _render_case(request, account, forms={"plan": form, "instalments": formset}, active="plan", status=400)
+
+
+@require_POST
+@workspace_view
+def case_payment(request, pk: int):
+    account = _account(request, pk)
+    if resp := _locked_redirect(request, account):
+        return resp
+    form = PaymentForm(request.POST)
+    if form.is_valid():
+        try:
+            services.payment_record(actor=request.user, account=account, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _done(request, account, _("Payment recorded."))
+    return _render_case(request, account, forms={"payment": form}, active="payment", status=400)
+
+
+@require_POST
+@workspace_view
+def case_callback(request, pk: int):
+    account = _account(request, pk)
+    if resp := _locked_redirect(request, account):
+        return resp
+    form = CallbackForm(request.POST)
+    if form.is_valid():
+        cd = form.cleaned_data
+        try:
+            services.callback_schedule(actor=request.user, account=account, due_at=cd["due_at"],
+                                       channel=cd["channel"], note=cd["note"])
+        except services.ContactRefused as refused:
+            decision = present_decision(refused.decision, borrower=account.borrower, user=request.user, channel=cd["channel"])
+            return _render_case(request, account, forms={"callback": form}, active="callback", refusal=decision, status=409)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _done(request, account, _("Callback scheduled."))
+    return _render_case(request, account, forms={"callback": form}, active="callback", status=400)
+
+
+@require_POST
+@workspace_view
+def case_note(request, pk: int):
+    account = _account(request, pk)
+    if resp := _locked_redirect(request, account):
+        return resp
+    form = NoteForm(request.POST)
+    if form.is_valid():
+        try:
+            services.note_add(actor=request.user, account=account, body=form.cleaned_data["body"])
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _done(request, account, _("Note added."))
+    return _render_case(request, account, forms={"note": form}, active="note", status=400)
+
+
+@require_POST
+@workspace_view
+def case_status(request, pk: int):
+    account = _account(request, pk)
+    if resp := _locked_redirect(request, account):
+        return resp
+    form = StatusForm(request.POST)
+    if form.is_valid():
+        try:
+            services.account_status_change(actor=request.user, account=account, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _done(request, account, _("Status changed."))
+    return _render_case(request, account, forms={"status": form}, active="status", status=400)
+
+
+@require_POST
+@workspace_view
+def case_reveal(request, pk: int):
+    """Show unmasked contact data; every reveal is audited (cases.pii.viewed)."""
+    account = _account(request, pk)
+    services.borrower_pii_reveal(actor=request.user, account=account,
+                                 fields=["phones", "emails", "national_id", "address"])
+    borrower = account.borrower
+    if request.headers.get("Accept", "").startswith("application/json"):
+        return JsonResponse({"phones": borrower.phones, "emails": borrower.emails,
+                             "national_id": borrower.national_id, "address": borrower.address})
+    return _render_case(request, account, reveal=True)
+
+
+@require_POST
+@workspace_view
+def case_release(request, pk: int):
+    account = _account(request, pk)
+    if services.account_lock_release(actor=request.user, account=account):
+        messages.success(request, _("Account %(ref)s released.") % {"ref": account.external_ref})
+    return redirect("queue")
+
+
+@require_POST
+@workspace_view
+def case_assign(request, pk: int):
+    """Supervisors: (re)assign one account from its case page."""
+    if not request.user.is_supervisor:
+        raise PermissionDenied
+    account = _account(request, pk)
+    form = AssignForm(request.POST)
+    if form.is_valid():
+        try:
+            services.account_assign_bulk(actor=request.user, account_ids=[account.pk], agent=form.cleaned_data["agent"])
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _done(request, account, _("Assignment saved."))
+    return _render_case(request, account, forms={"assign": form}, active="assign", status=400)
+
+
+def agents_for_assignment():
+    return User.objects.filter(role=User.Role.AGENT, is_active=True).order_by("username")

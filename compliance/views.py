@@ -1,0 +1,322 @@
+"""Supervisor console: audit log, dashboards, policies and what-if replay, agent settings.
+
+Every view is wrapped in ``supervisor_required``: anonymous users go to the login page, signed-in
+users who are not supervisors get a 403. Views stay thin: selectors read, services write.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from cases.models import User
+
+from . import dashboards, selectors, services
+from .forms import AgentSettingsForm, AuditFilterForm, DashboardFilterForm, PolicyDraftForm, WhatIfForm
+from .models import Policy
+
+EXPORT_MAX_ROWS = 1_000_000  # one Excel sheet's limit; CSV follows the same cap
+EXPORT_COLUMNS = ["id", "created_at", "actor", "lender_id", "action", "subject", "account_id", "borrower_id",
+                  "policy", "summary", "hash"]
+
+
+def supervisor_required(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (user.is_active and user.is_supervisor):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _assignment_url() -> str | None:
+    try:
+        return reverse("assignment")
+    except NoReverseMatch:  # built by another part of the console; absent until then
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Dashboards
+
+
+@require_GET
+@supervisor_required
+def home(request):
+    form = DashboardFilterForm(request.GET or None)
+    if form.is_bound and form.is_valid():
+        d = form.cleaned_data
+    else:
+        today = timezone.localdate()
+        d = {"date_from": today - timedelta(days=29), "date_to": today, "lender": None, "agent": None}
+        if not form.is_bound:
+            form = DashboardFilterForm(initial=d)
+    filters = dashboards.DashboardFilters(
+        date_from=d["date_from"], date_to=d["date_to"],
+        lender_id=d["lender"].pk if d.get("lender") else None, agent_id=d["agent"].pk if d.get("agent") else None,
+    )
+    board = dashboards.dashboard(filters=filters)
+    pct = lambda v: f"{v:.0%}" if v is not None else "–"  # noqa: E731
+    charts = [
+        dashboards.bar_chart(title=_("Contact rate by agent"),
+                             items=[(r.label, r.contact_rate or 0, pct(r.contact_rate)) for r in board.by_agent[:15]]),
+        dashboards.bar_chart(title=_("Right-party contact rate by lender"),
+                             items=[(r.label, r.rpc_rate or 0, pct(r.rpc_rate)) for r in board.by_lender[:15]]),
+        dashboards.bar_chart(title=_("Promises"), items=[
+            (_("Made"), board.totals.promises_made, str(board.totals.promises_made)),
+            (_("Kept"), board.totals.promises_kept, str(board.totals.promises_kept)),
+            (_("Broken"), board.totals.promises_broken, str(board.totals.promises_broken)),
+        ]),
+        dashboards.bar_chart(title=_("Recovery rate by bucket"), items=[
+            (f"{b['bucket']} {b['currency']}", b["rate"] or 0, pct(b["rate"])) for b in board.buckets
+        ]),
+        dashboards.bar_chart(title=_("Compliance refusals by rule"),
+                             items=[(code, n, str(n)) for code, n in board.refusals_by_rule[:15]]),
+    ]
+    return render(request, "compliance/dashboard.html", {
+        "form": form, "board": board, "charts": charts, "last_verification": selectors.audit_verification_last(),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit log
+
+
+def _audit_form(request) -> tuple[AuditFilterForm, selectors.AuditFilters | None]:
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        return form, None
+    return form, form.filters()
+
+
+def _before(request) -> int | None:
+    try:
+        value = int(request.GET.get("before", ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+@require_GET
+@supervisor_required
+def audit_log(request):
+    form, filters = _audit_form(request)
+    page = selectors.audit_event_page(filters=filters, before_id=_before(request)) if filters else None
+    query = request.GET.copy()
+    query.pop("before", None)
+    older = None
+    if page and page.next_before_id:
+        query["before"] = page.next_before_id
+        older = query.urlencode()
+        query.pop("before")
+    return render(request, "compliance/audit_log.html", {
+        "form": form, "page": page,
+        "rows": [(e, selectors.audit_event_summary(event=e)) for e in (page.events if page else [])],
+        "older_query": older, "export_query": query.urlencode(), "first_page": _before(request) is None,
+        "action_codes": selectors.audit_action_codes(), "last_verification": selectors.audit_verification_last(),
+    })
+
+
+def _safe(value) -> str:
+    """Spreadsheet formula injection: a leading = + - @ tab or CR makes the cell text."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _export_row(e) -> list[str]:
+    return [_safe(v) for v in (
+        e.id, e.created_at.isoformat(), e.actor_label, e.lender_id, e.action,
+        f"{e.subject_type}:{e.subject_id}" if e.subject_type else "", e.account_id, e.borrower_id,
+        f"{e.policy_code} v{e.policy_version}" if e.policy_code else "", selectors.audit_event_summary(event=e), e.hash,
+    )]
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@require_GET
+@supervisor_required
+def audit_export(request, fmt: str):
+    if fmt not in ("csv", "xlsx"):
+        raise Http404
+    form, filters = _audit_form(request)
+    if filters is None:
+        return HttpResponse(_("Invalid filters."), status=400, content_type="text/plain; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+    events = selectors.audit_event_iter(filters=filters, max_rows=EXPORT_MAX_ROWS)
+    if fmt == "csv":
+        writer = csv.writer(_Echo())
+
+        def stream():
+            yield "\ufeff"  # BOM so that Excel opens UTF-8 (Chinese text) correctly
+            yield writer.writerow(EXPORT_COLUMNS)
+            for e in events:
+                yield writer.writerow(_export_row(e))
+
+        response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
+        return response
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("audit")
+    ws.append(EXPORT_COLUMNS)
+    for e in events:
+        # Every value as a string cell: never a formula, whatever it starts with.
+        row = []
+        for value in _export_row(e):
+            cell = WriteOnlyCell(ws, value=value)
+            cell.data_type = "s"
+            row.append(cell)
+        ws.append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    response = HttpResponse(
+        out.getvalue(), content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.xlsx"'
+    return response
+
+
+@require_GET
+@supervisor_required
+def audit_account(request, account_id: int):
+    from cases.selectors import account_list_for_user
+
+    account = get_object_or_404(account_list_for_user(user=request.user), pk=account_id)
+    page = selectors.audit_event_page(filters=selectors.AuditFilters(account_id=account.pk),
+                                      before_id=_before(request), limit=100)
+    return render(request, "compliance/audit_account.html", {
+        "account": account, "page": page,
+        "rows": [(e, selectors.audit_event_summary(event=e)) for e in page.events],
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies
+
+
+@require_GET
+@supervisor_required
+def policy_list(request):
+    versions = selectors.policy_versions_by_jurisdiction()
+    now = timezone.now()
+    in_force = {}
+    for code in versions:
+        try:
+            in_force[code] = selectors.policy_row_in_force(code=code, at=now).pk
+        except ValidationError:
+            in_force[code] = None
+    return render(request, "compliance/policy_list.html", {
+        "versions": sorted(versions.items()), "in_force_ids": {pk for pk in in_force.values() if pk},
+    })
+
+
+@require_http_methods(["GET", "POST"])
+@supervisor_required
+def policy_draft(request, code: str):
+    latest = Policy.objects.filter(code=code).order_by("-version").first()
+    if latest is None:
+        get_object_or_404(Policy, code=code)  # unknown jurisdiction: 404
+    if request.method == "POST":
+        form = PolicyDraftForm(request.POST, code=code)
+        if form.is_valid():
+            d = form.cleaned_data
+            try:
+                row = services.policy_draft_create(
+                    actor=request.user, code=code, data={"name": d["name"], "rules": d["rules"]},
+                    effective_from=d["effective_from"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, _("Draft %(code)s v%(version)s saved.") % {"code": code, "version": row.version})
+                return redirect("supervisor-policy", pk=row.pk)
+    else:
+        form = PolicyDraftForm(code=code, initial={
+            "name": latest.name, "effective_from": timezone.localtime() + timedelta(days=7),
+            "rules": json.dumps(latest.rules.get("rules", []), ensure_ascii=False, indent=1),
+        })
+    return render(request, "compliance/policy_draft.html", {"form": form, "code": code, "latest": latest})
+
+
+@require_GET
+@supervisor_required
+def policy_detail(request, pk: int):
+    policy = get_object_or_404(Policy, pk=pk)
+    form = WhatIfForm(request.GET if "days" in request.GET else None, initial={"days": 30})
+    result = None
+    if form.is_bound and form.is_valid():
+        result = services.policy_whatif_replay(policy=policy, days=form.cleaned_data["days"])
+    return render(request, "compliance/policy_detail.html", {
+        "policy": policy, "form": form, "result": result,
+        "rules_json": json.dumps(policy.rules, ensure_ascii=False, indent=1),
+    })
+
+
+@require_POST
+@supervisor_required
+def policy_publish(request, pk: int):
+    policy = get_object_or_404(Policy, pk=pk)
+    try:
+        services.policy_publish(actor=request.user, policy=policy)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    else:
+        messages.success(request, _("%(code)s v%(version)s published.") % {"code": policy.code, "version": policy.version})
+    return redirect("supervisor-policy", pk=policy.pk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Agents
+
+
+@require_GET
+@supervisor_required
+def agent_list(request):
+    return render(request, "compliance/agent_list.html", {
+        "agents": selectors.agent_list(), "assignment_url": _assignment_url(),
+    })
+
+
+@require_http_methods(["GET", "POST"])
+@supervisor_required
+def agent_edit(request, pk: int):
+    agent = get_object_or_404(User, pk=pk, role=User.Role.AGENT)
+    if request.method == "POST":
+        form = AgentSettingsForm(request.POST)
+        if form.is_valid():
+            try:
+                services.agent_settings_update(
+                    actor=request.user, agent=agent, lender_ids=[lender.pk for lender in form.cleaned_data["lenders"]],
+                    jurisdictions=form.cleaned_data["jurisdictions"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, _("Settings of %(agent)s saved.") % {"agent": agent.get_username()})
+                return redirect("supervisor-agents")
+    else:
+        form = AgentSettingsForm(initial={"lenders": list(agent.lenders.all()), "jurisdictions": agent.jurisdictions})
+    return render(request, "compliance/agent_edit.html", {
+        "agent": agent, "form": form, "assignment_url": _assignment_url(),
+    })

@@ -1,0 +1,153 @@
+"""Pluggable sender backends for borrower reminders (SMS, email), chosen like Django's email backends.
+
+Settings ``REMINDER_SMS_BACKEND`` / ``REMINDER_EMAIL_BACKEND`` name a class; ``get_sender(channel)``
+builds it. Every message carries ``key`` = the reminder's idempotency key, used as the provider
+message id.
+
+Exactly-once, and why it holds: the reminder row is claimed in the database before sending, so two
+workers never send the same reminder concurrently. The remaining risk is a crash *between* the
+provider accepting a message and the row being marked sent. A backend with ``supports_lookup``
+(file, locmem, or an SMS gateway that accepts a client message id and lets you query it) answers
+``lookup(key)`` and de-duplicates ``send`` by key, so the recovering worker finds the message and
+only marks the row sent. A backend without lookup (console, SMTP) cannot tell; for it a crashed row
+whose send had started is marked failed ("outcome unknown") for a supervisor to check rather than
+re-sent: at most once, never twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    key: str
+    channel: str  # "sms" | "email"
+    to: str
+    body: str
+    subject: str = ""
+
+
+class SendError(Exception):
+    """A (possibly transient) failure to hand the message to the provider; the reminder is retried."""
+
+
+class BaseSender:
+    supports_lookup = False
+
+    def send(self, message: OutboundMessage) -> str:
+        """Deliver and return the provider's message id. Raise SendError on failure."""
+        raise NotImplementedError
+
+    def lookup(self, key: str) -> str | None:
+        """Provider message id if a message with this key was already accepted, else None."""
+        raise NotImplementedError
+
+
+class ConsoleSender(BaseSender):
+    """Writes messages to stdout (development). No lookup: a crash mid-send is reported, not re-sent."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+
+    def send(self, message: OutboundMessage) -> str:
+        self.stream.write(f"[{message.channel} to {message.to}] {message.subject} {message.body} (id {message.key})\n")
+        self.stream.flush()
+        return message.key
+
+
+class FileSender(BaseSender):
+    """One JSON file per message id in ``REMINDER_OUTBOX_DIR``; idempotent by key across processes."""
+
+    supports_lookup = True
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.directory = Path(directory or settings.REMINDER_OUTBOX_DIR)
+
+    def path_for(self, key: str) -> Path:
+        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+
+    def lookup(self, key: str) -> str | None:
+        return key if self.path_for(key).exists() else None
+
+    def send(self, message: OutboundMessage) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.path_for(message.key)
+        tmp = self.directory / f".{uuid.uuid4().hex}.tmp"
+        tmp.write_text(json.dumps(asdict(message), ensure_ascii=False), encoding="utf-8")
+        try:
+            os.link(tmp, final)  # atomic and exclusive: a second send of the same key changes nothing
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return message.key
+
+    def messages(self) -> list[dict]:
+        if not self.directory.exists():
+            return []
+        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.directory.glob("*.json"))]
+
+
+class LocmemSender(BaseSender):
+    """In-memory outbox for tests (one process). ``fail_next`` makes the next sends raise SendError."""
+
+    supports_lookup = True
+    outbox: dict[str, OutboundMessage] = {}
+    calls: list[str] = []
+    fail_next = 0
+    _lock = threading.Lock()
+
+    def send(self, message: OutboundMessage) -> str:
+        with self._lock:
+            LocmemSender.calls.append(message.key)
+            if LocmemSender.fail_next > 0:
+                LocmemSender.fail_next -= 1
+                raise SendError("simulated provider failure")
+            LocmemSender.outbox.setdefault(message.key, message)
+        return message.key
+
+    def lookup(self, key: str) -> str | None:
+        return key if key in LocmemSender.outbox else None
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.outbox, cls.calls, cls.fail_next = {}, [], 0
+
+
+class DjangoEmailSender(BaseSender):
+    """Email through Django's mail framework (``EMAIL_BACKEND``: SMTP in production).
+
+    The Message-ID is derived from the key so a receiving system can de-duplicate, but SMTP offers no
+    lookup, hence ``supports_lookup = False`` (see the module docstring).
+    """
+
+    def send(self, message: OutboundMessage) -> str:
+        from django.core.mail import EmailMessage
+
+        domain = settings.REMINDER_FROM_EMAIL.rpartition("@")[2] or "localhost"
+        msgid = f"<{hashlib.sha256(message.key.encode()).hexdigest()[:32]}@{domain}>"
+        email = EmailMessage(
+            subject=message.subject, body=message.body, from_email=settings.REMINDER_FROM_EMAIL,
+            to=[message.to], headers={"Message-ID": msgid, "X-Idempotency-Key": message.key},
+        )
+        try:
+            email.send(fail_silently=False)
+        except Exception as exc:  # smtplib / socket errors: retry with backoff
+            raise SendError(f"{type(exc).__name__}: {exc}") from exc
+        return msgid
+
+
+def get_sender(channel: str) -> BaseSender:
+    path = settings.REMINDER_EMAIL_BACKEND if channel == "email" else settings.REMINDER_SMS_BACKEND
+    return import_string(path)()

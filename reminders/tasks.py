@@ -1,0 +1,71 @@
+"""Celery tasks: thin, take ids, re-fetch, idempotent (the services hold the logic).
+
+Beat (django-celery-beat, editable in the admin; seeded by migration 0002):
+ageing daily, scheduling hourly, the sweep every minute. The sweep is what makes the broker
+optional for correctness: reminders are rows, so anything missed while Redis was down is sent
+on the first sweep after it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import transaction
+
+from cases import ageing
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+
+def enqueue_send(reminder_id: int, *, countdown: float | None = None) -> None:
+    """Queue a send after the current transaction commits; a broker error is logged, never raised
+    (the row stays due and the next sweep picks it up)."""
+
+    def _publish():
+        try:
+            reminder_send_task.apply_async((reminder_id,), countdown=countdown, retry=False)
+        except Exception as exc:  # noqa: BLE001 - broker down: the sweep catches up
+            log.warning("could not queue reminder %s (%s); the sweep will send it", reminder_id, exc)
+
+    transaction.on_commit(_publish)
+
+
+@shared_task(acks_late=True)
+def reminder_send_task(reminder_id: int) -> str:
+    state = services.reminder_send(reminder_id=reminder_id)
+    if state == "scheduled":  # a send failed and is retried with backoff
+        from .models import Reminder
+
+        nxt = Reminder.objects.filter(pk=reminder_id).values_list("next_attempt_at", flat=True).first()
+        if nxt is not None:
+            from . import clock
+
+            enqueue_send(reminder_id, countdown=max(0.0, (nxt - clock.now()).total_seconds()))
+    return state
+
+
+@shared_task(acks_late=True)
+def reminders_sweep_task(limit: int = 1000) -> int:
+    ids = services.reminders_due(limit=limit)
+    for reminder_id in ids:
+        enqueue_send(reminder_id)
+    return len(ids)
+
+
+@shared_task(acks_late=True)
+def reminders_schedule_task() -> dict:
+    return services.reminders_schedule()
+
+
+@shared_task(acks_late=True)
+def accounts_age_task() -> dict:
+    return ageing.accounts_age()
+
+
+@shared_task(acks_late=True)
+def callbacks_notify_task() -> dict:
+    """Agents' callbacks due soon become reminders (then notifications); frequent and cheap."""
+    return services.reminders_schedule(callbacks_only=True)
