@@ -23,5 +23,6 @@ test: install  ## the whole suite; services it finds are used, REQUIRE_SERVICES=
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: install  ## benchmarks against PostgreSQL (DATABASE_URL must point at it)
-	$(PY) bench/compliance_check.py
+BENCHES := compliance_check queue_page import_accounts ageing audit_search
+bench: install  ## all benchmarks against PostgreSQL (BENCH_DATABASE_URL, default servicing_bench on loopback); one: make bench BENCHES=queue_page
+	for b in $(BENCHES); do echo "== $$b"; $(PY) bench/$$b.py || exit 1; done

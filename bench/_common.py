@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/servicing_bench"
+# One database per benchmark by default (servicing_bench_<script>), so their data sets never mix.
+DEFAULT_URL = f"postgres://postgres@127.0.0.1:5432/servicing_bench_{Path(sys.argv[0]).stem}"
 
 
 def setup_django(url: str | None = None) -> None:

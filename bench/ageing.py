@@ -1,6 +1,6 @@
 """Daily ageing + reminder scheduling over 1M accounts on PostgreSQL: total time and queries.
 
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_h5 .venv/bin/python bench/ageing.py
+    .venv/bin/python bench/ageing.py
 
 Builds (once, with COPY: benchmark data, not product writes) N accounts with due dates spread over
 400 days, 2% with an open promise (a third of them already broken), 1% with a plan of 3 instalments.

@@ -1,6 +1,6 @@
 """Audit log at scale: the console's filtered search and ``audit_verify`` over millions of events.
 
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_h6 .venv/bin/python bench/audit_search.py [--events 5000000]
+    .venv/bin/python bench/audit_search.py [--events 5000000]
 
 Builds (once; reused while the row count matches) ``--events`` audit events bulk-loaded with COPY
 (benchmark data, not product writes) with *valid* per-lender hash chains computed while generating,

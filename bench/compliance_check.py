@@ -1,6 +1,6 @@
 """Compliance check latency over a PostgreSQL history of >= 1M contact attempts.
 
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/servicing_bench .venv/bin/python bench/compliance_check.py
+    .venv/bin/python bench/compliance_check.py
 
 Builds (once) 50k borrowers/accounts with 20 attempts each (1M rows, bulk-loaded with COPY:
 benchmark data, not product writes), then times ``contact_check`` for random accounts and,

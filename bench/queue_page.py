@@ -1,6 +1,6 @@
 """Agent work-queue page: server time and query count with 100k accounts and 1M attempts in PostgreSQL.
 
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_h3 .venv/bin/python bench/queue_page.py
+    .venv/bin/python bench/queue_page.py
 
 Builds (once) 100k borrowers/accounts spread over 40 agents (2,500 open accounts each), 10 contact
 attempts per account over the last 90 days (1M rows), some promises (due today / broken) and due
@@ -21,7 +21,6 @@ from datetime import timedelta
 
 from _common import pct, setup_django, summary
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_h3"
 AGENTS = 40
 
 
@@ -123,7 +122,6 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--page-size", type=int, default=25)
     args = parser.parse_args()
-    os.environ.setdefault("BENCH_DATABASE_URL", DEFAULT_URL)
     os.environ.setdefault("DEBUG", "0")  # production-like: no debug query log, no debug pages
     setup_django()
     from django.db import connection

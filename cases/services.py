@@ -96,7 +96,7 @@ def contact_attempt_record(
         borrower = Borrower.objects.select_for_update().get(pk=account.borrower_id)
         account = OverdueAccount.objects.select_related("lender").get(pk=account.pk)
         phone = phone or default_phone(borrower=borrower, channel=channel)
-        policy = policy_in_force(code=borrower.jurisdiction, at=occurred_at)
+        policy = policy_in_force(code=borrower.jurisdiction, at=occurred_at, fresh=True)
         decision = rules.evaluate(
             policy=policy,
             facts=borrower_facts(borrower=borrower),

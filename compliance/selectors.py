@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -39,8 +40,34 @@ def policy_row_in_force(*, code: str, at: datetime) -> Policy:
     return row
 
 
-def policy_in_force(*, code: str, at: datetime) -> rules.Policy:
-    return policy_parse(row=policy_row_in_force(code=code, at=at))
+# Published versions per jurisdiction, cached per process for read-only checks (queue pages, the
+# contact-check API). The recording gate always reads the database (``fresh=True``); a change in this
+# process clears the cache at once (signals), other processes see it within the TTL.
+_PUBLISHED: dict[str, tuple[float, list[Policy]]] = {}
+
+
+def policy_cache_clear() -> None:
+    _PUBLISHED.clear()
+
+
+def _published_versions(code: str) -> list[Policy]:
+    now = monotonic()
+    hit = _PUBLISHED.get(code)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    rows = list(Policy.objects.filter(code=code, status=Policy.Status.PUBLISHED).order_by("-effective_from", "-version"))
+    _PUBLISHED[code] = (now + getattr(settings, "COMPLIANCE_POLICY_CACHE_SECONDS", 10), rows)
+    return rows
+
+
+def policy_in_force(*, code: str, at: datetime, fresh: bool = False) -> rules.Policy:
+    """The published version whose effective date is the latest one not after ``at``."""
+    if fresh:
+        return policy_parse(row=policy_row_in_force(code=code, at=at))
+    for row in _published_versions(code):
+        if row.effective_from <= at:
+            return policy_parse(row=row)
+    raise ValidationError(f"No published contact policy for jurisdiction {code!r} at {at.isoformat()}.")
 
 
 def borrower_facts(*, borrower) -> rules.BorrowerFacts:

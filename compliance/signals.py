@@ -1,12 +1,15 @@
-"""Audit sign-ins, sign-outs and failed sign-ins (connected in ComplianceConfig.ready)."""
+"""Audit sign-ins, sign-outs and failed sign-ins; drop cached policies when one changes (connected in ComplianceConfig.ready)."""
 
 from __future__ import annotations
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from .audit import audit_log
+from .models import Policy
+from .selectors import policy_cache_clear
 
 
 def _client(request) -> dict:
@@ -40,3 +43,8 @@ def audit_login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username", ""))[:150]
     with transaction.atomic():
         audit_log(action="auth.login_failed", actor_label="anonymous", data={"username": username, **_client(request)})
+
+
+@receiver([post_save, post_delete], sender=Policy, dispatch_uid="compliance.policy.cache_clear")
+def policy_changed(sender, **kwargs):
+    policy_cache_clear()

@@ -84,6 +84,9 @@ def _policies_present(request):
         request.getfixturevalue("db")
     else:
         return
+    from compliance.selectors import policy_cache_clear
+
+    policy_cache_clear()
     policies_seed()
 
 

@@ -118,3 +118,26 @@ def test_frequency_cap_counts_history_per_debt():
     codes = [v.code for v in exc.value.decision.violations]
     assert any("MA" in c for c in codes)
     assert exc.value.decision.next_allowed_at == base + timedelta(hours=1, days=7)
+
+
+def test_published_version_takes_effect_for_checks_at_once():
+    """Read-only checks cache policies per process; publishing clears that cache."""
+    from compliance import rules
+    from compliance.models import Policy
+    from compliance.selectors import contact_check
+    from compliance.services import policy_draft_create, policy_publish
+
+    supervisor = f.user(role="supervisor")
+    acc = f.account(lender=f.lender())
+    at = lawful_past_time(hour=21).replace(minute=30)  # CN v1 allows 21:30
+    assert contact_check(account=acc, channel="call", at=at).allowed
+    data = rules.Policy.from_dict(Policy.objects.get(code="CN", version=1).rules).to_dict()
+    for rule in data["rules"]:
+        if rule["type"] == "time_window":
+            for window in rule["windows"]:
+                window["end"] = "21:00"
+    draft = policy_draft_create(actor=supervisor, code="CN", data=data, effective_from=at - timedelta(days=30))
+    assert contact_check(account=acc, channel="call", at=at).allowed  # a draft changes nothing
+    policy_publish(actor=supervisor, policy=draft)
+    decision = contact_check(account=acc, channel="call", at=at)
+    assert not decision.allowed and decision.policy_version == draft.version
