@@ -73,7 +73,9 @@ def home(request):
         lender_id=d["lender"].pk if d.get("lender") else None, agent_id=d["agent"].pk if d.get("agent") else None,
     )
     board = dashboards.dashboard(filters=filters)
-    pct = lambda v: f"{v:.0%}" if v is not None else "–"  # noqa: E731
+    def pct(v):
+        # One decimal below 10 %: recovery rates are often small, and "0%" next to a bar misleads.
+        return "–" if v is None else (f"{v:.1%}" if v < 0.1 else f"{v:.0%}")
     charts = [
         dashboards.bar_chart(title=_("Contact rate by agent"),
                              items=[(r.label, r.contact_rate or 0, pct(r.contact_rate)) for r in board.by_agent[:15]]),

@@ -1,0 +1,23 @@
+"""`make run` loads demo data; it must work on an empty database and be idempotent."""
+
+import pytest
+from django.core.management import call_command
+
+from cases.models import ContactAttempt, OverdueAccount, User
+from compliance.audit import audit_verify
+from compliance.models import AuditEvent
+
+
+@pytest.mark.django_db
+def test_seed_demo_loads_history_through_the_gate_and_is_idempotent(capsys):
+    call_command("seed_demo", accounts=40)
+    out = capsys.readouterr().out
+    assert "agent1" in out and "supervisor" in out and "demo-pass-2026" in out
+    assert OverdueAccount.objects.count() == 40
+    assert User.objects.filter(role="lender").count() == 3
+    recorded = ContactAttempt.objects.count()
+    assert recorded > 0
+    assert AuditEvent.objects.filter(action="cases.contact_attempt.recorded").count() == recorded
+    assert audit_verify(record=False).ok
+    call_command("seed_demo", accounts=40)
+    assert OverdueAccount.objects.count() == 40 and ContactAttempt.objects.count() == recorded
