@@ -152,7 +152,9 @@ class OverdueAccount(models.Model):
 
     OPEN_STATUSES = ("new", "assigned", "in_contact", "promise", "plan", "dispute", "legal")
 
-    lender = models.ForeignKey(Lender, on_delete=models.PROTECT, related_name="accounts")
+    # No single-column index: (lender, status) and (lender, external_ref) lead with lender_id already,
+    # and every extra index slows the million-row placement import.
+    lender = models.ForeignKey(Lender, on_delete=models.PROTECT, related_name="accounts", db_index=False)
     borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="accounts")
     external_ref = models.CharField(_("external reference"), max_length=64)
     product = models.CharField(_("product"), max_length=100, blank=True)
@@ -166,12 +168,13 @@ class OverdueAccount(models.Model):
     days_past_due = models.PositiveIntegerField(_("days past due"), default=0)
     bucket = models.CharField(_("bucket"), max_length=4, default="M0")
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.NEW)
-    assigned_agent = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_accounts"
+    assigned_agent = models.ForeignKey(  # indexed by (assigned_agent, status)
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_accounts",
+        db_index=False,
     )
     # Soft lock: one agent works an account at a time.
-    locked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    locked_by = models.ForeignKey(  # partial index below: only locked rows are indexed
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False,
     )
     locked_until = models.DateTimeField(null=True, blank=True)
     extra = models.JSONField(default=dict, blank=True)
@@ -188,6 +191,8 @@ class OverdueAccount(models.Model):
         indexes = [
             models.Index(fields=["assigned_agent", "status"]),
             models.Index(fields=["lender", "status"]),
+            # For SET NULL when a user is deleted; new (unlocked) rows add no index entry.
+            models.Index(fields=["locked_by"], condition=Q(locked_by__isnull=False), name="account_locked_by_idx"),
         ]
 
     def __str__(self) -> str:

@@ -627,7 +627,7 @@ def _pg_place(table: str, batch: PlacementBatch) -> tuple[int, int]:
             f" s.last_payment_date, s.days_past_due, s.bucket, 'new', jsonb_build_object('batch', %s), %s, %s"
             f" FROM {table} s JOIN {bmap} m ON m.bkey = s.borrower_key"
             f" WHERE NOT EXISTS (SELECT 1 FROM cases_overdueaccount a WHERE a.lender_id = %s"
-            f" AND a.external_ref = s.external_ref) ON CONFLICT (lender_id, external_ref) DO NOTHING",
+            f" AND a.external_ref = s.external_ref)",
             [lender_id, batch.pk, now, now, lender_id])
         created = cur.rowcount
     if updated:

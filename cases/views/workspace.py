@@ -242,21 +242,30 @@ def case_check(request, pk: int):
     return render(request, "cases/_decision.html", {"d": shown, "live": True})
 
 
-@require_POST
-@workspace_view
-def case_promise(request, pk: int):
+def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, form_takes_account: bool = False):
+    """The shared shape of a case write: lock check, form, service call, errors back on the form."""
     account = _account(request, pk)
     if resp := _locked_redirect(request, account):
         return resp
-    form = PromiseForm(request.POST, account=account)
+    form = form_class(request.POST, account=account) if form_takes_account else form_class(request.POST)
     if form.is_valid():
         try:
-            services.promise_create(actor=request.user, account=account, **form.cleaned_data)
+            save(account, form.cleaned_data)
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
-            return _done(request, account, _("Promise to pay recorded."))
-    return _render_case(request, account, forms={"promise": form}, active="promise", status=400)
+            return _done(request, account, done)
+    return _render_case(request, account, forms={key: form}, active=key, status=400)
+
+
+@require_POST
+@workspace_view
+def case_promise(request, pk: int):
+    return _simple_action(
+        request, pk, key="promise", form_class=PromiseForm, form_takes_account=True,
+        save=lambda account, cd: services.promise_create(actor=request.user, account=account, **cd),
+        done=_("Promise to pay recorded."),
+    )
 
 
 @require_POST
@@ -285,18 +294,11 @@ def case_plan(request, pk: int):
 @require_POST
 @workspace_view
 def case_payment(request, pk: int):
-    account = _account(request, pk)
-    if resp := _locked_redirect(request, account):
-        return resp
-    form = PaymentForm(request.POST)
-    if form.is_valid():
-        try:
-            services.payment_record(actor=request.user, account=account, **form.cleaned_data)
-        except ValidationError as exc:
-            _add_errors(form, exc)
-        else:
-            return _done(request, account, _("Payment recorded."))
-    return _render_case(request, account, forms={"payment": form}, active="payment", status=400)
+    return _simple_action(
+        request, pk, key="payment", form_class=PaymentForm,
+        save=lambda account, cd: services.payment_record(actor=request.user, account=account, **cd),
+        done=_("Payment recorded."),
+    )
 
 
 @require_POST
@@ -324,35 +326,21 @@ def case_callback(request, pk: int):
 @require_POST
 @workspace_view
 def case_note(request, pk: int):
-    account = _account(request, pk)
-    if resp := _locked_redirect(request, account):
-        return resp
-    form = NoteForm(request.POST)
-    if form.is_valid():
-        try:
-            services.note_add(actor=request.user, account=account, body=form.cleaned_data["body"])
-        except ValidationError as exc:
-            _add_errors(form, exc)
-        else:
-            return _done(request, account, _("Note added."))
-    return _render_case(request, account, forms={"note": form}, active="note", status=400)
+    return _simple_action(
+        request, pk, key="note", form_class=NoteForm,
+        save=lambda account, cd: services.note_add(actor=request.user, account=account, body=cd["body"]),
+        done=_("Note added."),
+    )
 
 
 @require_POST
 @workspace_view
 def case_status(request, pk: int):
-    account = _account(request, pk)
-    if resp := _locked_redirect(request, account):
-        return resp
-    form = StatusForm(request.POST)
-    if form.is_valid():
-        try:
-            services.account_status_change(actor=request.user, account=account, **form.cleaned_data)
-        except ValidationError as exc:
-            _add_errors(form, exc)
-        else:
-            return _done(request, account, _("Status changed."))
-    return _render_case(request, account, forms={"status": form}, active="status", status=400)
+    return _simple_action(
+        request, pk, key="status", form_class=StatusForm,
+        save=lambda account, cd: services.account_status_change(actor=request.user, account=account, **cd),
+        done=_("Status changed."),
+    )
 
 
 @require_POST
