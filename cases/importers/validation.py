@@ -162,6 +162,18 @@ class CleanRow:
         return "pn:" + (self.phones[0] if self.phones else "") + "|" + self.borrower_name
 
 
+class _Raw:
+    """``raw.get(key)``: the row's value for a column key, None when the file has no such column."""
+
+    __slots__ = ("values", "ix", "missing")
+
+    def __init__(self, values: list, ix: dict[str, int], missing: int):
+        self.values, self.ix, self.missing = values, ix, missing
+
+    def get(self, key: str):
+        return self.values[self.ix.get(key, self.missing)]
+
+
 class RowValidator:
     """Turns one row's raw values into a CleanRow or a list of (column, reason) errors."""
 
@@ -173,12 +185,21 @@ class RowValidator:
         self.headers = {}
         for _i, key, header in positions:
             self.headers.setdefault(key, header)
-        self.single = [(i, key) for i, key, _h in positions if key != "phones"]
         self.phone_ix = [i for i, key, _h in positions if key == "phones"]
+        # Each column read by index (no dict per row); a column the file lacks reads the None slot
+        # appended after the row's values.
+        self.width = max((i for i, _k, _h in positions), default=-1) + 1
+        self.ix: dict[str, int] = {}
+        for i, key, _h in positions:
+            if key != "phones":
+                self.ix[key] = i  # the last of a repeated column wins, as before
+        self._pad = [None] * (self.width + 1)
 
     def __call__(self, line: int, values: list) -> tuple[CleanRow | None, list[tuple[str, str]]]:
-        n = len(values)
-        raw: dict[str, object] = {key: values[i] for i, key in self.single if i < n}
+        n, w = len(values), self.width
+        row_values = values[:w] + self._pad[n:] if n <= w else values[:w] + self._pad[w:]
+        ix = self.ix
+        raw = _Raw(row_values, ix, w)
         phones_raw = [t for t in (_text(values[i]) for i in self.phone_ix if i < n) if t]
         errors: list[tuple[str, str]] = []
         h = self.headers

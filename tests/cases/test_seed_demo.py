@@ -19,5 +19,6 @@ def test_seed_demo_loads_history_through_the_gate_and_is_idempotent(capsys):
     assert recorded > 0
     assert AuditEvent.objects.filter(action="cases.contact_attempt.recorded").count() == recorded
     assert audit_verify(record=False).ok
+    assert User.objects.get(username="supervisor").has_perm("django_celery_beat.change_periodictask")
     call_command("seed_demo", accounts=40)
     assert OverdueAccount.objects.count() == 40 and ContactAttempt.objects.count() == recorded

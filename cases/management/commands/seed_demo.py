@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -50,6 +51,8 @@ class Command(BaseCommand):
             Lender.objects.create(code="pending-lender", name="待审核小贷", kind="online lender", status="pending")
             admin = self.make_user("admin", User.Role.ADMIN, is_staff=True, is_superuser=True)
             supervisor = self.make_user("supervisor", User.Role.SUPERVISOR, is_staff=True)
+            # Supervisors edit the reminder schedule (django-celery-beat) in the admin.
+            supervisor.user_permissions.set(Permission.objects.filter(content_type__app_label="django_celery_beat"))
             agents = [self.make_user(f"agent{i}", User.Role.AGENT) for i in (1, 2, 3)]
             for lender in lenders:
                 self.make_user(f"{lender.code}-user", User.Role.LENDER, lender=lender)
