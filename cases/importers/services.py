@@ -608,12 +608,16 @@ def _pg_place(table: str, batch: PlacementBatch) -> tuple[int, int]:
             f"WITH ins AS (INSERT INTO cases_borrower (lender_id, name, national_id, phones, emails, address, region,"
             f" jurisdiction, time_zones, sms_consent, email_consent, after_hours_consent, cease, dispute, attorney,"
             f" bankruptcy, deceased, vulnerable, created_at, updated_at)"
-            f" SELECT DISTINCT ON (borrower_key) %s, borrower_name, national_id, phones, emails, address, region,"
+            f" SELECT %s, borrower_name, national_id, phones, emails, address, region,"
             f" jurisdiction, time_zones, true, true, false, false, false, false, false, false, false, %s, %s"
-            f" FROM {table} s WHERE NOT EXISTS (SELECT 1 FROM {bmap} m WHERE m.bkey = s.borrower_key)"
-            f" ORDER BY borrower_key, line DESC RETURNING id, {_BKEY_SQL} AS bkey)"
+            f" FROM (SELECT DISTINCT ON (borrower_key) * FROM {table} s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {bmap} m WHERE m.bkey = s.borrower_key)"
+            f" ORDER BY borrower_key, line DESC) d ORDER BY borrower_key RETURNING id, {_BKEY_SQL} AS bkey)"
             f" INSERT INTO {bmap} SELECT bkey, id FROM ins",
             [lender_id, now, now])
+        # Borrowers are created in file order (above) and accounts inserted in file order (below), so
+        # the per-row foreign-key check and the borrower_id index walk the borrowers sequentially
+        # instead of at random across a table larger than shared_buffers.
         cur.execute(f"ANALYZE {bmap}")
         # Accounts already placed and changed: update, keeping the old values for the audit log.
         changes = f"placement_changes_{batch.pk}"
@@ -643,7 +647,7 @@ def _pg_place(table: str, batch: PlacementBatch) -> tuple[int, int]:
             f" s.last_payment_date, s.days_past_due, s.bucket, 'new', jsonb_build_object('batch', %s), %s, %s"
             f" FROM {table} s JOIN {bmap} m ON m.bkey = s.borrower_key"
             f" WHERE NOT EXISTS (SELECT 1 FROM cases_overdueaccount a WHERE a.lender_id = %s"
-            f" AND a.external_ref = s.external_ref)",
+            f" AND a.external_ref = s.external_ref) ORDER BY m.id, s.line",
             [lender_id, batch.pk, now, now, lender_id])
         created = cur.rowcount
     if updated:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
+from operator import itemgetter
 
 from django.utils.translation import gettext as _
 from stdnum.cn import ric
@@ -31,6 +32,9 @@ _PHONE_STRIP = re.compile(r"[\s\-().]")
 _DATE_SEP = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _AMOUNT_STRIP = str.maketrans("", "", ", ¥￥$")
+# The single-valued columns, in the order RowValidator reads them (phones may repeat: read apart).
+_KEYS = ("external_ref", "reason", "borrower_name", "national_id", "email", "address", "region", "time_zone",
+         "jurisdiction", "product", "principal", "balance", "currency", "due_date", "last_payment_date")
 
 
 @lru_cache(maxsize=1)
@@ -162,18 +166,6 @@ class CleanRow:
         return "pn:" + (self.phones[0] if self.phones else "") + "|" + self.borrower_name
 
 
-class _Raw:
-    """``raw.get(key)``: the row's value for a column key, None when the file has no such column."""
-
-    __slots__ = ("values", "ix", "missing")
-
-    def __init__(self, values: list, ix: dict[str, int], missing: int):
-        self.values, self.ix, self.missing = values, ix, missing
-
-    def get(self, key: str):
-        return self.values[self.ix.get(key, self.missing)]
-
-
 class RowValidator:
     """Turns one row's raw values into a CleanRow or a list of (column, reason) errors."""
 
@@ -194,32 +186,33 @@ class RowValidator:
             if key != "phones":
                 self.ix[key] = i  # the last of a repeated column wins, as before
         self._pad = [None] * (self.width + 1)
+        self._get = itemgetter(*(self.ix.get(k, self.width) for k in _KEYS))
 
     def __call__(self, line: int, values: list) -> tuple[CleanRow | None, list[tuple[str, str]]]:
         n, w = len(values), self.width
         row_values = values[:w] + self._pad[n:] if n <= w else values[:w] + self._pad[w:]
-        ix = self.ix
-        raw = _Raw(row_values, ix, w)
+        (v_ref, v_reason, v_name, v_nid, v_email, v_address, v_region, v_tz, v_jur, v_product, v_principal,
+         v_balance, v_ccy, v_due, v_lpd) = self._get(row_values)
         phones_raw = [t for t in (_text(values[i]) for i in self.phone_ix if i < n) if t]
         errors: list[tuple[str, str]] = []
         h = self.headers
-        ref = _text(raw.get("external_ref"))
+        ref = _text(v_ref)
         if not ref:
             errors.append((h["external_ref"], _("External reference is empty.")))
         elif len(ref) > 64:
             errors.append((h["external_ref"], _("External reference is longer than 64 characters.")))
         row = CleanRow(line=line, external_ref=ref)
         if self.kind == "recall":
-            row.reason = _text(raw.get("reason"))[:500]
+            row.reason = _text(v_reason)[:500]
             return (None, errors) if errors else (row, errors)
 
-        row.borrower_name = _text(raw.get("borrower_name"))
+        row.borrower_name = _text(v_name)
         if not row.borrower_name:
             errors.append((h["borrower_name"], _("Borrower name is empty.")))
         elif len(row.borrower_name) > 200:
             errors.append((h["borrower_name"], _("Borrower name is longer than 200 characters.")))
 
-        nid = _text(raw.get("national_id")).replace(" ", "").upper()
+        nid = _text(v_nid).replace(" ", "").upper()
         if nid:
             if valid_ric(nid):
                 row.national_id = nid
@@ -240,28 +233,27 @@ class RowValidator:
             errors.append((h.get("national_id") or h.get("phones") or h["borrower_name"],
                            _("Give a national ID or a phone number to identify the borrower.")))
 
-        email = _text(raw.get("email"))
+        email = _text(v_email)
         if email:
             if _EMAIL.fullmatch(email) and len(email) <= 254:
                 row.email = email
             else:
                 errors.append((h["email"], _("Invalid email address.")))
-        row.address = _text(raw.get("address"))
-        row.region = _text(raw.get("region"))[:100]
-        tz = _text(raw.get("time_zone"))
+        row.address = _text(v_address)
+        row.region = _text(v_region)[:100]
+        tz = _text(v_tz)
         if tz:
             if tz in _zones():
                 row.time_zone = tz
             else:
                 errors.append((h["time_zone"], _("Unknown time zone (use an IANA name such as Asia/Shanghai).")))
-        jur = _text(raw.get("jurisdiction")).upper()
+        jur = _text(v_jur).upper()
         if jur and jur not in JURISDICTION_CODES:
             errors.append((h["jurisdiction"], _("Unknown jurisdiction.")))
         row.jurisdiction = jur or self.default_jurisdiction
-        row.product = _text(raw.get("product"))[:100]
+        row.product = _text(v_product)[:100]
 
-        for key in ("principal", "balance"):
-            value = raw.get(key)
+        for key, value in (("principal", v_principal), ("balance", v_balance)):
             if value is None or _text(value) == "":
                 if key == "balance":
                     errors.append((h["balance"], _("Outstanding balance is empty.")))
@@ -278,15 +270,14 @@ class RowValidator:
             else:
                 setattr(row, key, amount)
 
-        ccy = _text(raw.get("currency")).upper()
+        ccy = _text(v_ccy).upper()
         if ccy:
             if ccy in CURRENCY_CODES:
                 row.currency = ccy
             else:
                 errors.append((h["currency"], _("Unknown currency (use one of %(codes)s).") % {"codes": ", ".join(sorted(CURRENCY_CODES))}))
 
-        for key in ("due_date", "last_payment_date"):
-            value = raw.get(key)
+        for key, value in (("due_date", v_due), ("last_payment_date", v_lpd)):
             if value is None or _text(value) == "":
                 if key == "due_date":
                     errors.append((h["due_date"], _("Due date is empty.")))
