@@ -45,29 +45,46 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def jsonb_text(value: Any) -> str:
+    """``value`` written exactly as PostgreSQL prints it as ``jsonb::text``.
+
+    The hash covers ``data`` in this form so that verification on PostgreSQL can hash the text the
+    database already produces, without decoding and re-encoding JSON per row (the costly part).
+    jsonb orders object keys by their UTF-8 length, then bytewise; separates with ", " and ": ";
+    prints numbers as ``numeric`` does (plain notation, scale kept) and escapes strings as JSON does.
+    ``tests/compliance/test_audit.py`` compares this with the database on random values.
+    """
+    if isinstance(value, str):
+        return _STR(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = format(Decimal(repr(value)), "f")
+        return text[1:] if text.startswith("-") and Decimal(text) == 0 else text
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(f"{_STR(k)}: {jsonb_text(value[k])}" for k in keys) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    raise TypeError(f"not JSON data: {type(value).__name__}")
+
+
 def _canonical(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def event_hash(event: AuditEvent) -> str:
-    fields = {
-        "chain": event.chain,
-        "seq": event.seq,
-        "created_at": event.created_at.astimezone(UTC).isoformat(),
-        "actor_id": event.actor_id,
-        "actor_label": event.actor_label,
-        "lender_id": event.lender_id,
-        "action": event.action,
-        "subject_type": event.subject_type,
-        "subject_id": event.subject_id,
-        "account_id": event.account_id,
-        "borrower_id": event.borrower_id,
-        "data": event.data,
-        "policy_code": event.policy_code,
-        "policy_version": event.policy_version,
-        "prev_hash": event.prev_hash,
-    }
-    return hashlib.sha256(_canonical(fields)).hexdigest()
+    return row_hash(event.chain, (
+        event.id, event.seq, event.created_at, event.actor_id, event.actor_label, event.lender_id, event.action,
+        event.subject_type, event.subject_id, event.account_id, event.borrower_id, event.data, event.policy_code,
+        event.policy_version, event.prev_hash, event.hash,
+    ))
 
 
 def audit_log(
@@ -168,7 +185,6 @@ class VerifyResult:
     detail: str = ""
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _STR = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for str
 _VERIFY_COLUMNS = (
     "id", "seq", "created_at", "actor_id", "actor_label", "lender_id", "action", "subject_type", "subject_id",
@@ -183,9 +199,8 @@ def _num(value: int | None) -> str:
 def row_hash(chain: int, row: tuple) -> str:
     """``event_hash`` computed from a raw ``_VERIFY_COLUMNS`` row, without building a model.
 
-    Produces byte-for-byte the canonical JSON of ``event_hash`` (keys in sorted order, compact
-    separators, ensure_ascii=False) by concatenation; only ``data`` goes through the encoder.
-    A test checks both agree on events with awkward content.
+    The hashed text is a JSON object with its keys in sorted order and compact separators
+    (ensure_ascii=False) whose ``data`` member is ``jsonb_text(data)``.
     """
     (_id, seq, created_at, actor_id, actor_label, lender_id, action, subject_type, subject_id,
      account_id, borrower_id, data, policy_code, policy_version, prev_hash, _hash) = row
@@ -201,7 +216,7 @@ def row_hash(chain: int, row: tuple) -> str:
         ',"borrower_id":', _num(borrower_id),
         ',"chain":', str(chain),
         ',"created_at":"', created_at.isoformat(),
-        '","data":', _ENCODER.encode(data),
+        '","data":', jsonb_text(data),
         ',"lender_id":', _num(lender_id),
         ',"policy_code":', _STR(policy_code),
         ',"policy_version":', _num(policy_version),
@@ -240,9 +255,10 @@ def _rows(chain: int, batch: int) -> Iterator[tuple]:
 # of an append-only table) can check every chain at once, instead of one random-access index walk
 # per chain. Any chain whose seq does not follow in id order (a gap from a deleted row, or rows
 # restored out of order) is re-walked with the exact per-chain method above, which names the first
-# broken link. Rows come from ``COPY (SELECT ...) TO STDOUT`` as text: integers are already JSON,
-# only ``data`` is parsed and re-encoded. Large logs are split into id ranges verified by worker
-# processes sharing one exported snapshot; the parent stitches the chains across ranges.
+# broken link. Rows come from ``COPY (SELECT ...) TO STDOUT`` as text: integers are already JSON and
+# ``data`` arrives as jsonb text, which is what the hash covers (see ``jsonb_text``). Large logs are
+# split into id ranges verified by worker processes sharing one exported snapshot; the parent stitches
+# the chains across ranges.
 
 _COPY_CHUNK = 200_000  # ids per COPY statement (bounded memory)
 _PARALLEL_MIN = 400_000  # below this many ids, worker start-up is not worth it
@@ -273,12 +289,6 @@ def _iso_utc(ts: str) -> str:
     return base.replace(" ", "T", 1) + "+00:00"
 
 
-# The C encoder/scanner that json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-# and json.loads use, built once: json's Python wrappers rebuild them on every call.
-_C_ENCODE = json.encoder.c_make_encoder(
-    None, _ENCODER.default, _STR, None, ":", ",", True, False, True
-) if json.encoder.c_make_encoder else None
-_C_SCAN = json.scanner.make_scanner(json.JSONDecoder())
 _TEMPLATE = (
     '{"account_id":%s,"action":%s,"actor_id":%s,"actor_label":%s,"borrower_id":%s,"chain":%s,"created_at":"%s",'
     '"data":%s,"lender_id":%s,"policy_code":%s,"policy_version":%s,"prev_hash":%s,"seq":%s,"subject_id":%s,'
@@ -301,14 +311,9 @@ class _LineSink(io.TextIOBase):
         return len(chunk)
 
 
-def _encode_data(text: str) -> str:
-    value = _C_SCAN(text, 0)[0]
-    return "".join(_C_ENCODE(value, 0)) if _C_ENCODE else _ENCODER.encode(value)
-
-
 def _scan_range(cur, lo: int, hi: int, limits: dict[int, int]) -> dict:
     """Verify rows lo < id <= hi in id order. Returns counts, per-chain ends, anomalies, first problem."""
-    sha, esc, template, enc_data, iso = hashlib.sha256, _STR, _TEMPLATE, _encode_data, _iso_utc
+    sha, esc, template, iso = hashlib.sha256, _STR, _TEMPLATE, _iso_utc
     null = "\\N"
     ends: dict[int, list] = {}  # chain -> [first_id, first_seq, first_prev, last_seq, last_hash]
     anomalies: set[int] = set()
@@ -352,7 +357,7 @@ def _scan_range(cur, lo: int, hi: int, limits: dict[int, int]) -> dict:
                 "null" if acc == null else acc, esc(action), "null" if actor == null else actor, esc(label),
                 "null" if bor == null else bor, chain_s,
                 ts[:10] + "T" + ts[11:26] + "+00:00" if len(ts) == 29 else iso(ts),
-                enc_data(data), "null" if lender == null else lender, esc(pc), "null" if pv == null else pv,
+                data, "null" if lender == null else lender, esc(pc), "null" if pv == null else pv,
                 esc(prev), seq_s, esc(sid), esc(st),
             )
             if sha(text.encode()).hexdigest() != h:

@@ -3,8 +3,10 @@
 import pytest
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from compliance.audit import audit_log, audit_verify
+from compliance.audit import audit_log, audit_verify, jsonb_text
 from compliance.models import AuditEvent, AuditVerification
 from tests import factories as f
 
@@ -68,3 +70,28 @@ def test_postgres_trigger_refuses_raw_sql(require_postgres, sql):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
         cur.execute(sql, [ev.pk])
     assert AuditEvent.objects.filter(pk=ev.pk, action="tests.event").exists()
+
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=6),
+                      inner, max_size=5),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=json_values)
+def test_jsonb_text_matches_postgresql(require_postgres, django_db_blocker, value):
+    """The hash covers ``data`` as PostgreSQL prints jsonb; the Python rendering must agree exactly."""
+    import json
+
+    with django_db_blocker.unblock(), connection.cursor() as cur:
+        cur.execute("SELECT %s::jsonb::text", [json.dumps(value, ensure_ascii=False)])
+        assert jsonb_text(value) == cur.fetchone()[0]
