@@ -23,6 +23,9 @@ SECRET_KEY = os.environ.get("SECRET_KEY") or (
 )
 if PRODUCTION and len(SECRET_KEY) < 50:
     raise RuntimeError("SECRET_KEY (50+ characters) must be set when DJANGO_ENV=production")
+if PRODUCTION and os.environ.get("SERVICING_CLOCK_FILE"):
+    # A movable clock would let whoever can write that file move outreach past the legal time windows.
+    raise RuntimeError("SERVICING_CLOCK_FILE is for tests and drills; it is refused when DJANGO_ENV=production")
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
