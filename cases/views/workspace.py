@@ -30,6 +30,7 @@ from cases.forms import (
 )
 from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, User
 from compliance.selectors import contact_check
+from reminders.selectors import notification_list_for_user
 
 from .presenters import AUDIT_LABELS, agent_zone, fmt_in, present_decision
 
@@ -96,8 +97,11 @@ def queue(request):
         row.lock_until = fmt_in(row.account.locked_until, tz) if row.locked_by_other else ""
     params = request.GET.copy()
     params.pop("page", None)
+    # Unread reminders for the agent (callbacks due, promises due today), shown above the queue.
+    notifications = list(notification_list_for_user(user=user, unread_only=True)[:5])
     return render(request, "cases/queue.html", {
         "form": form, "page": page, "rows": rows, "query": params.urlencode(), "agent_zone": str(tz),
+        "notifications": notifications,
     })
 
 
