@@ -52,6 +52,17 @@ def lenders_pending() -> QuerySet[Lender]:
     return Lender.objects.filter(status=Lender.Status.PENDING).prefetch_related("users").order_by("created_at")
 
 
+def lenders_recently_decided(*, limit: int = 20) -> QuerySet[Lender]:
+    return Lender.objects.exclude(status=Lender.Status.PENDING).order_by("-approved_at", "-created_at")[:limit]
+
+
+def column_mapping_for(*, lender: Lender) -> dict:
+    """The lender's saved {their header: canonical column} mapping (empty if none)."""
+    from cases.models import ColumnMapping
+
+    return ColumnMapping.objects.filter(lender=lender).values_list("mapping", flat=True).first() or {}
+
+
 def _int_subquery(qs) -> Subquery:
     return Coalesce(Subquery(qs, output_field=IntegerField()), Value(0))
 

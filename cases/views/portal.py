@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from cases.importers import selectors, services
 from cases.importers.columns import COLUMNS, RECALL_COLUMNS
 from cases.importers.forms import AccountSearchForm, RecallForm, RegisterForm, UploadForm, mapping_form_class
-from cases.models import ColumnMapping, Lender, PlacementBatch
+from cases.models import Lender, PlacementBatch
 from cases.selectors import mask_national_id, mask_phone
 
 
@@ -127,7 +127,7 @@ def portal_recall(request):
 @lender_view
 def portal_mapping(request):
     lender = request.user.lender
-    current = ColumnMapping.objects.filter(lender=lender).values_list("mapping", flat=True).first() or {}
+    current = selectors.column_mapping_for(lender=lender)
     initial = {canonical: header for header, canonical in current.items()}
     Form = mapping_form_class()
     form = Form(request.POST or None, initial=initial)
@@ -182,7 +182,7 @@ def lender_register_done(request):
 def lender_approvals(request):
     return render(request, "portal/approvals.html", {
         "pending": selectors.lenders_pending(),
-        "recent": Lender.objects.exclude(status=Lender.Status.PENDING).order_by("-approved_at", "-created_at")[:20],
+        "recent": selectors.lenders_recently_decided(),
     })
 
 
