@@ -31,21 +31,6 @@ def upload():
     return run
 
 
-@pytest.fixture(autouse=True)
-def _eager_unless_worker(request):
-    """Tasks run in-process unless the test starts a real worker.
-
-    With namespace="CELERY", ``app.conf.task_always_eager = True`` (tests/conftest.py) does not override
-    the Django setting CELERY_TASK_ALWAYS_EAGER, which is False when REDIS_URL is set; set the namespaced key.
-    """
-    from servicing.celery import app
-
-    before = app.conf.CELERY_TASK_ALWAYS_EAGER
-    app.conf.CELERY_TASK_ALWAYS_EAGER = "celery_worker" not in request.fixturenames
-    yield
-    app.conf.CELERY_TASK_ALWAYS_EAGER = before
-
-
 @pytest.fixture
 def shared_media(settings, monkeypatch):
     """Request before ``celery_worker``: the worker process must read uploads from the same MEDIA_ROOT."""
