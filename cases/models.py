@@ -88,7 +88,8 @@ class User(AbstractUser):
 
 
 class Borrower(models.Model):
-    lender = models.ForeignKey(Lender, on_delete=models.PROTECT, related_name="borrowers")
+    # Indexed by the unique (lender, id) below, which accounts' composite foreign key references.
+    lender = models.ForeignKey(Lender, on_delete=models.PROTECT, related_name="borrowers", db_index=False)
     name = models.CharField(_("name"), max_length=200)
     national_id = models.CharField(_("national ID"), max_length=32, blank=True)
     phones = models.JSONField(_("phones"), default=list, blank=True)
@@ -120,7 +121,8 @@ class Borrower(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["lender", "national_id"], condition=~Q(national_id=""), name="uniq_borrower_national_id"
-            )
+            ),
+            models.UniqueConstraint(fields=["lender", "id"], name="uniq_borrower_lender_id"),
         ]
 
     def __str__(self) -> str:
@@ -154,8 +156,12 @@ class OverdueAccount(models.Model):
 
     # No single-column index: (lender, status) and (lender, external_ref) lead with lender_id already,
     # and every extra index slows the million-row placement import.
-    lender = models.ForeignKey(Lender, on_delete=models.PROTECT, related_name="accounts", db_index=False)
-    borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="accounts")
+    # On PostgreSQL one composite foreign key (lender, borrower) -> borrower (lender, id) stands for
+    # both (migration 0004): an account's borrower must belong to the account's lender, and the
+    # import pays one check per row instead of two. SQLite keeps the two plain foreign keys.
+    lender = models.ForeignKey(Lender, on_delete=models.PROTECT, related_name="accounts", db_index=False,
+                               db_constraint=False)
+    borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="accounts", db_constraint=False)
     external_ref = models.CharField(_("external reference"), max_length=64)
     product = models.CharField(_("product"), max_length=100, blank=True)
     principal = models.DecimalField(_("principal"), max_digits=14, decimal_places=2, default=Decimal("0"))
@@ -168,7 +174,7 @@ class OverdueAccount(models.Model):
     days_past_due = models.PositiveIntegerField(_("days past due"), default=0)
     bucket = models.CharField(_("bucket"), max_length=4, default="M0")
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.NEW)
-    assigned_agent = models.ForeignKey(  # indexed by (assigned_agent, status)
+    assigned_agent = models.ForeignKey(  # indexed by (assigned_agent, status) where assigned
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_accounts",
         db_index=False,
     )
@@ -189,7 +195,9 @@ class OverdueAccount(models.Model):
             models.CheckConstraint(name="account_balance_non_negative", condition=Q(balance__gte=0)),
         ]
         indexes = [
-            models.Index(fields=["assigned_agent", "status"]),
+            # Agents' queues; unassigned rows (every freshly imported one) add no index entry.
+            models.Index(fields=["assigned_agent", "status"], condition=Q(assigned_agent__isnull=False),
+                         name="account_agent_status_idx"),
             models.Index(fields=["lender", "status"]),
             # For SET NULL when a user is deleted; new (unlocked) rows add no index entry.
             models.Index(fields=["locked_by"], condition=Q(locked_by__isnull=False), name="account_locked_by_idx"),
@@ -399,6 +407,7 @@ class PlacementBatch(models.Model):
     class State(models.TextChoices):
         PENDING = "pending", _("Pending")
         PROCESSING = "processing", _("Processing")
+        APPLYING = "applying", _("Applying")
         APPLIED = "applied", _("Applied")
         REJECTED = "rejected", _("Rejected")
         FAILED = "failed", _("Failed")
@@ -424,6 +433,24 @@ class PlacementBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class PlacementBatchPart(models.Model):
+    """One share of a large batch, applied in its own transaction (see cases/importers/services.py).
+
+    Written in the same transaction as the rows it applied, so a batch interrupted between shares
+    is resumed by processing it again: the shares recorded here are skipped.
+    """
+
+    batch = models.ForeignKey(PlacementBatch, on_delete=models.CASCADE, related_name="parts")
+    part = models.PositiveSmallIntegerField()
+    parts = models.PositiveSmallIntegerField(help_text="how many shares the batch was split into")
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    applied_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "part"], name="uniq_placement_batch_part")]
 
 
 class PlacementRowError(models.Model):

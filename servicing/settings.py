@@ -158,6 +158,12 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Placement imports (cases/importers/services.py): a large file is applied by this many PostgreSQL
+# connections at once, each taking a share of the borrowers, once it has this many valid rows per
+# connection. 1 applies every file in one transaction.
+PLACEMENT_APPLY_WORKERS = int(os.environ.get("PLACEMENT_APPLY_WORKERS", "2"))
+PLACEMENT_ROWS_PER_WORKER = int(os.environ.get("PLACEMENT_ROWS_PER_WORKER", "50000"))
+
 # Reminders (reminders/senders.py): pluggable backends like Django's email backends. The file
 # backend (default) keeps one file per message id, so a retry can tell whether a message already went.
 REMINDER_SMS_BACKEND = os.environ.get("REMINDER_SMS_BACKEND", "reminders.senders.FileSender")

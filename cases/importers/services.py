@@ -3,14 +3,18 @@ uploads, and applying a placement or recall batch.
 
 Applying a batch (``placement_batch_process``, run by Celery):
 
-1. Read and validate the file streaming, in chunks. Valid rows go to a staging area (a PostgreSQL
-   temporary table filled with COPY; on SQLite a spooled temp file), row errors to PlacementRowError.
+1. Read and validate the file streaming, in chunks. Valid rows go to a staging area (on PostgreSQL
+   an unlogged table filled with COPY; on SQLite a spooled temp file), row errors to PlacementRowError.
    ``processed_rows`` is committed every chunk so the portal can draw a progress bar.
 2. All-or-nothing mode with any error: nothing is applied (state "rejected").
-3. Otherwise one transaction applies everything set-based (PostgreSQL: INSERT ... SELECT /
-   UPDATE ... FROM on the staging table; SQLite: the ORM in chunks), with the audit events.
-   A crash before the commit leaves nothing half-written; the batch stays "processing" and the
-   re-delivered task (acks_late) starts it again from the beginning.
+3. Otherwise the valid rows are applied set-based (PostgreSQL: INSERT ... SELECT / UPDATE ... FROM on
+   the staging table; SQLite: the ORM in chunks), with the audit events, under a per-lender lock.
+   A small file is applied in one transaction: a crash leaves nothing half-written. A large one on
+   PostgreSQL is split by borrower into shares applied at once by several connections (the database
+   work, not Python, is what takes the time). Each share commits with its PlacementBatchPart row, so
+   the batch is resumable: processing it again (a re-delivered task, or a retry of a failed batch)
+   skips the shares already applied and the counts come out the same. While it runs the batch is in
+   state "applying".
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ import secrets
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import F
 from django.utils import timezone, translation
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
@@ -43,6 +50,7 @@ from cases.models import (
     Lender,
     OverdueAccount,
     PlacementBatch,
+    PlacementBatchPart,
     PlacementRowError,
     User,
 )
@@ -239,9 +247,10 @@ def _progress(batch_id: int, **fields) -> None:
 
 
 def placement_batch_process(*, batch_id: int) -> PlacementBatch:
-    """Validate and apply one batch. Idempotent: an applied or rejected batch is returned unchanged."""
+    """Validate and apply one batch. Idempotent: an applied or rejected batch is returned unchanged; a
+    failed or interrupted one is processed again, skipping the shares it already applied."""
     batch = PlacementBatch.objects.select_related("lender", "uploaded_by").get(pk=batch_id)
-    if batch.state in (PlacementBatch.State.APPLIED, PlacementBatch.State.REJECTED, PlacementBatch.State.FAILED):
+    if batch.state in (PlacementBatch.State.APPLIED, PlacementBatch.State.REJECTED):
         return batch
     # A re-delivered task (worker crashed) starts again: drop what the previous attempt stored.
     PlacementRowError.objects.filter(batch_id=batch.pk).delete()
@@ -269,7 +278,12 @@ def placement_batch_process(*, batch_id: int) -> PlacementBatch:
             return _finish(batch, state=PlacementBatch.State.REJECTED, message=_("The file cannot be read: %(why)s") % {"why": exc})
         except Exception as exc:  # noqa: BLE001 - any crash marks the batch failed, visibly, then re-raises
             log.exception("placement batch %s failed", batch.pk)
-            _finish(batch, state=PlacementBatch.State.FAILED, message=f"{exc.__class__.__name__}: {exc}"[:2000])
+            message = f"{exc.__class__.__name__}: {exc}"[:2000]
+            parts = list(PlacementBatchPart.objects.filter(batch_id=batch.pk).values_list("parts", flat=True))
+            if parts:
+                message = _("%(done)s of %(parts)s shares were applied; process the batch again to apply the rest.") % {
+                    "done": len(parts), "parts": parts[0]} + " " + message
+            _finish(batch, state=PlacementBatch.State.FAILED, message=message)
             raise
 
 
@@ -388,9 +402,10 @@ def _run_rows(batch: PlacementBatch, rows, mapping: dict, errors: _Errors) -> Pl
             return _finish(batch, state=PlacementBatch.State.REJECTED, total=processed, errors=errors.rows,
                            message=_("%(n)s row(s) failed validation; nothing was applied (all-or-nothing).") % {"n": errors.rows})
         t2 = time.perf_counter()
+        _progress(batch.pk, state=PlacementBatch.State.APPLYING)
         with transaction.atomic():
             # One batch per lender at a time: borrower matching must see the previous batch's rows.
-            Lender.objects.select_for_update().filter(pk=batch.lender_id).first()
+            stage.lock()
             created, updated = stage.apply()
             timings["apply_s"] = round(time.perf_counter() - t2, 3)
             return _finish(batch, state=PlacementBatch.State.APPLIED, total=processed, errors=errors.rows,
@@ -489,20 +504,28 @@ class _PgStage:
         self.batch = batch
         self.kind = batch.kind
         self.count = 0
+        # An unlogged table, not a temporary one: a large batch is applied by several connections.
+        # It is rebuilt from the file on every attempt, so it needs no crash safety.
         self.table = f"placement_stage_{batch.pk}"
+        # Inside a caller's transaction (a test, say) other connections cannot see the staged rows:
+        # the batch is then applied by this connection alone.
+        self.alone = connection.in_atomic_block
         # Progress goes through a second, autocommit connection: the main one is busy with the COPY.
         main = connections[DEFAULT_DB_ALIAS]
         self.side = type(main)(dict(main.settings_dict), alias="placement_progress")
         with connection.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {self.table}")
+            cur.execute(f"DROP TABLE IF EXISTS {self.table} CASCADE")
             if self.kind == PlacementBatch.Kind.RECALL:
-                cur.execute(f"CREATE TEMP TABLE {self.table} (line integer, external_ref text, reason text)")
+                cur.execute(f"CREATE UNLOGGED TABLE {self.table} (line integer, external_ref text, reason text)")
             else:
+                # part: which share of the batch a row goes to; computed by the database during the COPY.
                 cur.execute(
-                    f"CREATE TEMP TABLE {self.table} (line integer, external_ref text, borrower_key text,"
+                    f"CREATE UNLOGGED TABLE {self.table} (line integer, external_ref text,"
+                    ' borrower_key text COLLATE "C" NOT NULL,'
                     " borrower_name text, national_id text, phones jsonb, emails jsonb, address text, region text,"
                     " jurisdiction text, time_zones jsonb, product text, principal numeric(14,2), balance numeric(14,2),"
-                    " currency text, due_date date, last_payment_date date, days_past_due integer, bucket text)"
+                    " currency text, due_date date, last_payment_date date, days_past_due integer, bucket text,"
+                    f" part smallint GENERATED ALWAYS AS (hashtext(borrower_key) & {PART_BUCKETS - 1}) STORED)"
                 )
 
     def progress(self, **fields) -> None:
@@ -550,20 +573,26 @@ class _PgStage:
         with connection.cursor() as cur:
             cur.execute(f"ANALYZE {self.table}")
 
-    def apply(self) -> tuple[int, int]:
+    def lock(self) -> None:
+        # A transaction-level advisory lock rather than a lock on the lender row: it serialises the
+        # lender's batches without blocking agents' writes that reference the lender meanwhile.
         with connection.cursor() as cur:
-            cur.execute("SET LOCAL work_mem = '256MB'")  # sorts and hash joins over the whole file stay in memory
-            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s::integer)", [LOCK_PLACEMENTS, self.batch.lender_id])
+
+    def apply(self) -> tuple[int, int]:
         if self.kind == PlacementBatch.Kind.RECALL:
+            with connection.cursor() as cur:
+                cur.execute("SET LOCAL work_mem = '256MB'")
+                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
             return _pg_recall(self.table, self.batch)
-        return _pg_place(self.table, self.batch)
+        return _pg_place_shares(self.table, self.batch, self.count, alone=self.alone)
 
     def close(self) -> None:
         self.side.close()
         try:
             with connection.cursor() as cur:
-                cur.execute(f"DROP TABLE IF EXISTS {self.table}")
-        except Exception:  # noqa: BLE001 - the session (and its temp table) may already be gone
+                cur.execute(f"DROP TABLE IF EXISTS {self.table} CASCADE")  # with the views of its shares
+        except Exception:  # noqa: BLE001 - the session may already be gone
             log.warning("could not drop %s", self.table)
 
 
@@ -586,15 +615,87 @@ class _Timed:
         return getattr(self.cur, name)
 
 
-def _pg_place(table: str, batch: PlacementBatch) -> tuple[int, int]:
+# Shares of a large batch: rows go to one of PART_BUCKETS buckets by a hash of the borrower key (so a
+# borrower, and every account of it, belongs to exactly one share); share p of n takes the buckets
+# b with b % n == p.
+PART_BUCKETS = 64
+LOCK_PLACEMENTS = 0x504C  # advisory-lock namespace ("PL") for one batch per lender at a time
+
+
+def _share_count(rows: int, *, alone: bool) -> int:
+    if alone:
+        return 1
+    return max(1, min(settings.PLACEMENT_APPLY_WORKERS, rows // max(1, settings.PLACEMENT_ROWS_PER_WORKER)))
+
+
+def _pg_place_shares(table: str, batch: PlacementBatch, rows: int, *, alone: bool) -> tuple[int, int]:
+    """Apply the staged rows share by share: share 0 here, in the caller's transaction (committed
+    with the batch's result), the others at once in threads with their own connections, each
+    committing with its PlacementBatchPart row. Shares applied by an earlier attempt are skipped."""
+    done = {p.part: p for p in PlacementBatchPart.objects.filter(batch_id=batch.pk)}
+    shares = next(iter(done.values())).parts if done else _share_count(rows, alone=alone)
+    others = [p for p in range(1, shares) if p not in done]
+    timings = batch.report.setdefault("timings", {})
+    main = None
+    with ThreadPoolExecutor(max_workers=max(1, len(others)), thread_name_prefix=f"placement-{batch.pk}") as pool:
+        futures = [pool.submit(_pg_place_share_thread, table, batch, p, shares, timings) for p in others]
+        if 0 not in done:
+            main = _pg_place_share(table, batch, 0, shares, timings)
+    # Every thread has ended here (the pool waited): a failed share raises now, and this
+    # transaction, with share 0, rolls back; the shares that committed stay, recorded for the retry.
+    for fut in futures:
+        fut.result()
+    if main is not None:
+        created, updated, changes = main
+        # The audit chain is locked only now, after the other shares committed theirs: taking it
+        # earlier, while waiting for them, would deadlock with their audit writes.
+        if changes:
+            _audit_changes(batch, _iter_table(changes))
+        PlacementBatchPart.objects.create(batch_id=batch.pk, part=0, parts=shares, created_count=created,
+                                          updated_count=updated)
+    parts = PlacementBatchPart.objects.filter(batch_id=batch.pk)
+    return sum(p.created_count for p in parts), sum(p.updated_count for p in parts)
+
+
+def _pg_place_share_thread(table: str, batch: PlacementBatch, part: int, shares: int, timings: dict) -> None:
+    try:
+        with transaction.atomic():
+            created, updated, changes = _pg_place_share(table, batch, part, shares, timings)
+            if changes:
+                _audit_changes(batch, _iter_table(changes))
+            PlacementBatchPart.objects.create(batch_id=batch.pk, part=part, parts=shares, created_count=created,
+                                              updated_count=updated)
+        _progress(batch.pk, created_count=F("created_count") + created, updated_count=F("updated_count") + updated)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def _pg_place_share(table: str, batch: PlacementBatch, part: int, shares: int,
+                    timings: dict) -> tuple[int, int, str | None]:
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL work_mem = '256MB'")  # sorts and hash joins over the whole file stay in memory
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        source = table
+        if shares > 1:
+            source = f"{table}_p{part}"
+            buckets = [b for b in range(PART_BUCKETS) if b % shares == part]
+            # A plain filter on the analysed "part" column, so the planner estimates the share's size.
+            cur.execute(f"CREATE OR REPLACE TEMP VIEW {source} AS SELECT * FROM {table}"
+                        f" WHERE part IN ({', '.join(map(str, buckets))})")
+    return _pg_place(source, batch, suffix=f"{batch.pk}_{part}", timings=timings.setdefault(f"share{part}", {}))
+
+
+def _pg_place(table: str, batch: PlacementBatch, *, suffix: str, timings: dict) -> tuple[int, int, str | None]:
+    """Apply the staged rows of ``table``; returns (created, updated, the temp table of changes to audit)."""
     lender_id, now = batch.lender_id, timezone.now()
-    bmap = f"placement_bmap_{batch.pk}"
+    bmap = f"placement_bmap_{suffix}"
     with connection.cursor() as raw:
-        cur = _Timed(raw, batch.report.setdefault("timings", {}))
+        cur = _Timed(raw, timings)
         # Borrowers: existing ones by national ID, else by first phone + name; the rest are created.
         # The key -> id map is a narrow side table, cheaper than rewriting every staging row.
         cur.execute(f"DROP TABLE IF EXISTS {bmap}")
-        cur.execute(f"CREATE TEMP TABLE {bmap} (bkey text, id bigint) ON COMMIT DROP")
+        # Keys collate as "C": they are only grouped and joined, and byte order sorts much faster.
+        cur.execute(f'CREATE TEMP TABLE {bmap} (bkey text COLLATE "C", id bigint) ON COMMIT DROP')
         cur.execute(
             f"INSERT INTO {bmap} SELECT DISTINCT ON (s.borrower_key) s.borrower_key, b.id FROM {table} s"
             f" JOIN cases_borrower b ON b.national_id = s.national_id"
@@ -620,7 +721,7 @@ def _pg_place(table: str, batch: PlacementBatch) -> tuple[int, int]:
         # instead of at random across a table larger than shared_buffers.
         cur.execute(f"ANALYZE {bmap}")
         # Accounts already placed and changed: update, keeping the old values for the audit log.
-        changes = f"placement_changes_{batch.pk}"
+        changes = f"placement_changes_{suffix}"
         cur.execute(f"DROP TABLE IF EXISTS {changes}")
         cur.execute(
             f"CREATE TEMP TABLE {changes} (id bigint, borrower_id bigint, external_ref text, old jsonb, new jsonb)"
@@ -650,9 +751,7 @@ def _pg_place(table: str, batch: PlacementBatch) -> tuple[int, int]:
             f" AND a.external_ref = s.external_ref) ORDER BY m.id, s.line",
             [lender_id, batch.pk, now, now, lender_id])
         created = cur.rowcount
-    if updated:
-        _audit_changes(batch, _iter_table(changes))
-    return created, updated
+    return created, updated, (changes if updated else None)
 
 
 def _iter_table(table: str) -> Iterator[tuple]:
@@ -774,6 +873,9 @@ class _OrmStage:
 
     def check(self, errors: _Errors) -> None:
         """Duplicates and unknown references were found while loading."""
+
+    def lock(self) -> None:
+        Lender.objects.select_for_update().filter(pk=self.batch.lender_id).first()
 
     def _chunks(self) -> Iterator[list[CleanRow]]:
         self.spool.seek(0)

@@ -1,0 +1,104 @@
+"""Large batches on PostgreSQL: applied in shares by several connections, resumable after a failure.
+
+These tests commit (the other connections must see the staged rows), so they use a transactional
+database; the share size is lowered so a file of a few hundred rows is split.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import IntegrityError, transaction
+
+from cases.importers import services
+from cases.importers.services import placement_batch_create, placement_batch_process
+from cases.models import Borrower, OverdueAccount, PlacementBatch, PlacementBatchPart
+from compliance.audit import audit_verify
+from compliance.models import AuditEvent
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROWS = 300
+
+
+def _csv(rows: int, *, balance: str = "100.00") -> SimpleUploadedFile:
+    from stdnum.cn import ric
+
+    out = io.StringIO()
+    out.write("external_ref,borrower_name,national_id,phone,balance,due_date\n")
+    for i in range(rows):
+        body = f"11010519800101{i % 100:03d}"  # 100 borrowers, 3 accounts each
+        out.write(f"S-{i:04d},借款人{i % 100},{body}{ric.calc_check_digit(body)},13800{i % 100:06d},{balance},2026-01-15\n")
+    return SimpleUploadedFile("shares.csv", out.getvalue().encode())
+
+
+@pytest.fixture
+def shares(settings, require_postgres):
+    settings.PLACEMENT_APPLY_WORKERS = 3
+    settings.PLACEMENT_ROWS_PER_WORKER = 10
+    return 3
+
+
+@pytest.fixture
+def lender_user():
+    return f.user(role="lender", lender=f.lender())
+
+
+def test_a_large_batch_is_applied_in_shares_with_the_same_result(shares, lender_user):
+    batch = placement_batch_create(actor=lender_user, file=_csv(ROWS), language="en")
+    batch = placement_batch_process(batch_id=batch.pk)
+    assert batch.state == "applied", batch.error_message
+    assert (batch.created_count, batch.updated_count, batch.unchanged_count) == (ROWS, 0, 0)
+    parts = PlacementBatchPart.objects.filter(batch=batch)
+    assert sorted(p.part for p in parts) == [0, 1, 2] and {p.parts for p in parts} == {shares}
+    assert sum(p.created_count for p in parts) == ROWS and all(p.created_count > 0 for p in parts)
+    # A borrower's accounts all went to one share: one borrower each, never two.
+    assert Borrower.objects.filter(lender=lender_user.lender).count() == 100
+    assert OverdueAccount.objects.filter(lender=lender_user.lender).values("borrower").distinct().count() == 100
+
+    # A later file changing every balance: updated in shares, each change audited, chain intact.
+    again = placement_batch_create(actor=lender_user, file=_csv(ROWS, balance="90.00"), language="en")
+    again = placement_batch_process(batch_id=again.pk)
+    assert (again.state, again.created_count, again.updated_count) == ("applied", 0, ROWS)
+    assert AuditEvent.objects.filter(action="cases.account.updated", lender_id=lender_user.lender_id).count() == ROWS
+    assert audit_verify(record=False).ok
+
+
+def test_a_failed_share_leaves_a_resumable_batch(shares, lender_user, monkeypatch):
+    real = services._pg_place_share
+
+    def share_two_fails(table, batch, part, *args, **kw):
+        if part == 2:
+            raise RuntimeError("connection lost")
+        return real(table, batch, part, *args, **kw)
+
+    monkeypatch.setattr(services, "_pg_place_share", share_two_fails)
+    # Committed, the upload queues its processing (eager here): that run fails.
+    with pytest.raises(RuntimeError):
+        placement_batch_create(actor=lender_user, file=_csv(ROWS), language="en")
+    batch = PlacementBatch.objects.get(lender=lender_user.lender)
+    # Share 1 committed on its own connection; share 0 (with the batch result) rolled back.
+    assert batch.state == "failed"
+    assert "1 of 3 shares were applied" in batch.error_message and "connection lost" in batch.error_message
+    done = PlacementBatchPart.objects.get(batch=batch)
+    assert done.part == 1
+    assert OverdueAccount.objects.filter(lender=lender_user.lender).count() == done.created_count
+
+    monkeypatch.setattr(services, "_pg_place_share", real)
+    batch = placement_batch_process(batch_id=batch.pk)  # processing it again resumes
+    assert batch.state == "applied", batch.error_message
+    assert (batch.created_count, batch.updated_count, batch.unchanged_count) == (ROWS, 0, 0)
+    assert OverdueAccount.objects.filter(lender=lender_user.lender).count() == ROWS
+    assert sorted(PlacementBatchPart.objects.filter(batch=batch).values_list("part", flat=True)) == [0, 1, 2]
+    assert PlacementBatch.objects.get(pk=batch.pk).row_errors.count() == 0
+
+
+def test_an_account_cannot_point_at_another_lenders_borrower(require_postgres):
+    mine, theirs = f.lender(), f.lender()
+    other_borrower = f.borrower(lender=theirs)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        OverdueAccount.objects.create(lender=mine, borrower=other_borrower, external_ref="X-1", balance="1.00",
+                                      due_date="2026-01-01")
