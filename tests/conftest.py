@@ -107,7 +107,13 @@ def _celery_eager_by_default(settings):
 
 
 @pytest.fixture
-def celery_worker(transactional_db, require_postgres, redis_url):
+def celery_worker_env() -> dict[str, str]:
+    """Extra environment for the worker process (a test module overrides this fixture to change settings)."""
+    return {}
+
+
+@pytest.fixture
+def celery_worker(transactional_db, require_postgres, redis_url, celery_worker_env):
     """A real ``celery worker`` process, fed through Redis, talking to the test database over PostgreSQL."""
     from servicing.celery import app
 
@@ -117,7 +123,7 @@ def celery_worker(transactional_db, require_postgres, redis_url):
     queue = app.conf.task_default_queue
     node = f"test-{uuid.uuid4().hex[:10]}@localhost"
     app.control.purge()
-    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), **celery_worker_env}
     log = open(ROOT / f".worker-{node}.log", "w")  # noqa: SIM115 - closed in teardown
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "servicing", "worker", "-Q", queue, "-n", node,

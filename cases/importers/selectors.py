@@ -149,7 +149,8 @@ def batch_progress(*, batch: PlacementBatch) -> dict:
         "done": done,
         "processed_rows": batch.processed_rows,
         "total_rows": total,
-        "percent": 100 if done else (int(batch.processed_rows * 100 / total) if total else 0),
+        # Reading the file is most of the bar; full only when done (applying the rows follows it).
+        "percent": 100 if done else (min(99, int(batch.processed_rows * 100 / total)) if total else 0),
         "created": batch.created_count,
         "updated": batch.updated_count,
         "unchanged": batch.unchanged_count,

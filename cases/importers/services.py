@@ -19,11 +19,15 @@ Applying a batch (``placement_batch_process``, run by Celery):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import pickle
 import secrets
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -57,7 +61,7 @@ from cases.models import (
 from compliance.audit import audit_log, audit_log_many
 
 from .columns import BY_KEY, RECALL_COLUMNS, resolve_header
-from .reader import ENCODINGS, FileFormatError, iter_rows, sniff
+from .reader import ENCODINGS, FileFormatError, Sniffed, iter_rows, sniff
 from .validation import CleanRow, RowValidator
 
 log = logging.getLogger(__name__)
@@ -315,8 +319,9 @@ def _finish(batch: PlacementBatch, *, state: str, message: str = "", total: int 
 class _Errors:
     """Row errors buffered and written in bulk; counts every failing row, stores up to a cap."""
 
-    def __init__(self, batch_id: int):
+    def __init__(self, batch_id: int, *, cap: int = MAX_STORED_ERRORS):
         self.batch_id = batch_id
+        self.cap = cap
         self.rows = 0
         self.stored = 0
         self.buffer: list[PlacementRowError] = []
@@ -324,7 +329,7 @@ class _Errors:
     def add(self, line: int, problems: list[tuple[str, str]]) -> None:
         self.rows += 1
         for column, reason in problems:
-            if self.stored < MAX_STORED_ERRORS:
+            if self.stored < self.cap:
                 self.buffer.append(PlacementRowError(batch_id=self.batch_id, line=line, column=column[:100], reason=reason[:500]))
                 self.stored += 1
 
@@ -344,12 +349,12 @@ def _run(batch: PlacementBatch) -> PlacementBatch:
         _progress(batch.pk, total_rows=sniffed.estimated_rows)
         rows = iter_rows(fh, sniffed)
         try:
-            return _run_rows(batch, rows, mapping, errors)
+            return _run_rows(batch, rows, mapping, errors, sniffed=sniffed)
         finally:
             rows.close()
 
 
-def _run_rows(batch: PlacementBatch, rows, mapping: dict, errors: _Errors) -> PlacementBatch:
+def _run_rows(batch: PlacementBatch, rows, mapping: dict, errors: _Errors, *, sniffed: Sniffed) -> PlacementBatch:
     first = next(rows, None)
     if first is None:
         raise FileFormatError(_("the file has no header row"))
@@ -366,32 +371,27 @@ def _run_rows(batch: PlacementBatch, rows, mapping: dict, errors: _Errors) -> Pl
         errors.flush()
         return _finish(batch, state=PlacementBatch.State.REJECTED, errors=1,
                        message=_("The header row is not usable: fix the columns and upload again."))
+    today = timezone.localdate()
     validate = RowValidator(positions=header.positions, kind=batch.kind,
-                            default_jurisdiction=batch.lender.default_jurisdiction, today=timezone.localdate())
+                            default_jurisdiction=batch.lender.default_jurisdiction, today=today)
     stage = (_PgStage if connection.vendor == "postgresql" else _OrmStage)(batch=batch)
     timings = batch.report.setdefault("timings", {})
     t0 = time.perf_counter()
-    counter = {"processed": 0}
-
-    def valid_rows() -> Iterator[CleanRow]:
-        """Validates as it reads; errors are buffered, progress is reported every chunk."""
-        processed = 0
-        for line, values in rows:
-            clean, problems = validate(line, values)
-            processed += 1
-            if clean is None:
-                errors.add(line, problems)
-            else:
-                yield clean
-            if processed % CHUNK_ROWS == 0:
-                counter["processed"] = processed
-                stage.progress(processed_rows=processed, error_count=errors.rows)
-        counter["processed"] = processed
+    # A large CSV is read by a helper process too, each validating every other chunk of lines:
+    # validation is Python, one core per process.
+    helper = _StageHelper.start(batch=batch, stage=stage, sniffed=sniffed, today=today)
+    shares = 2 if helper else 1
+    batch.report["read_processes"] = shares
+    if helper:
+        errors.cap = MAX_STORED_ERRORS // 2  # the helper stores the other half
 
     try:
-        stage.load(valid_rows(), errors)
+        processed = _stage_rows(stage=stage, rows=rows, validate=validate, errors=errors, share=0, shares=shares)
+        if helper:
+            done = helper.wait()
+            processed += done["processed"]
+            errors.rows += done["errors"]
         timings["read_validate_stage_s"] = round(time.perf_counter() - t0, 3)
-        processed = counter["processed"]
         t1 = time.perf_counter()
         stage.check(errors)  # duplicates inside the file, unknown references in a recall
         errors.flush()
@@ -411,7 +411,97 @@ def _run_rows(batch: PlacementBatch, rows, mapping: dict, errors: _Errors) -> Pl
             return _finish(batch, state=PlacementBatch.State.APPLIED, total=processed, errors=errors.rows,
                            created=created, updated=updated, unchanged=valid - created - updated)
     finally:
+        if helper:
+            helper.stop()
         stage.close()
+
+
+def _stage_rows(*, stage, rows, validate: RowValidator, errors: _Errors, share: int, shares: int) -> int:
+    """Validate this process's chunks of lines (chunk i goes to share i % shares) into the stage;
+    returns how many lines were read. Errors are buffered; progress is added every chunk."""
+    counter = {"processed": 0}
+
+    def valid_rows() -> Iterator[CleanRow]:
+        processed = reported_errors = 0
+        for i, (line, values) in enumerate(rows):
+            if shares > 1 and (i // CHUNK_ROWS) % shares != share:
+                continue
+            clean, problems = validate(line, values)
+            processed += 1
+            if clean is None:
+                errors.add(line, problems)
+            else:
+                yield clean
+            if processed % CHUNK_ROWS == 0:
+                stage.progress(rows=CHUNK_ROWS, errors=errors.rows - reported_errors)
+                reported_errors = errors.rows
+        counter["processed"] = processed
+        stage.progress(rows=processed % CHUNK_ROWS, errors=errors.rows - reported_errors)
+
+    stage.load(valid_rows(), errors)
+    errors.flush()
+    return counter["processed"]
+
+
+class _StageHelper:
+    """A second process reading the same CSV and staging the other half of its chunks
+    (``python -m cases.importers.stage_helper``). Used on PostgreSQL for large CSV files when the
+    task is not inside a caller's transaction (the helper's connection must see the batch)."""
+
+    def __init__(self, proc: subprocess.Popen, log: IO[bytes]):
+        self.proc, self.log = proc, log
+
+    @classmethod
+    def start(cls, *, batch: PlacementBatch, stage, sniffed: Sniffed, today: date) -> _StageHelper | None:
+        if (not isinstance(stage, _PgStage) or stage.alone or sniffed.kind != "csv"
+                or batch.kind != PlacementBatch.Kind.PLACEMENT or settings.PLACEMENT_APPLY_WORKERS < 2
+                or sniffed.estimated_rows < 2 * settings.PLACEMENT_ROWS_PER_WORKER):
+            return None
+        try:
+            path = batch.file.path
+        except NotImplementedError:  # remote storage: only this process can read it
+            return None
+        env = {**os.environ, "DATABASE_URL": _database_url(connection.settings_dict),
+               "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "servicing.settings")}
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        proc = subprocess.Popen(  # noqa: S603 - our own module, arguments are ids and dates
+            [sys.executable, "-m", "cases.importers.stage_helper", str(batch.pk), path, sniffed.encoding,
+             today.isoformat(), str(CHUNK_ROWS)],
+            cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=log, preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet
+        )
+        return cls(proc, log)
+
+    def wait(self) -> dict:
+        out, _err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            self.log.seek(0)
+            tail = self.log.read()[-1500:].decode("utf-8", "replace")
+            raise RuntimeError(f"the helper reading the file failed (exit {self.proc.returncode}): {tail}")
+        return json.loads(out.decode().strip().splitlines()[-1])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def _die_with_parent() -> None:
+    # Linux: the helper is killed if the worker process dies (a lost worker re-runs the batch).
+    import ctypes
+    import signal
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _database_url(db: dict) -> str:
+    from urllib.parse import quote
+
+    auth = quote(db.get("USER") or "", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    return f"postgres://{auth}@{db.get('HOST') or ''}:{db.get('PORT') or 5432}/{quote(db['NAME'], safe='')}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +590,7 @@ class _IterFile:
 class _PgStage:
     COPY_BLOCK = 1 << 18
 
-    def __init__(self, *, batch: PlacementBatch):
+    def __init__(self, *, batch: PlacementBatch, create: bool = True):
         self.batch = batch
         self.kind = batch.kind
         self.count = 0
@@ -513,6 +603,8 @@ class _PgStage:
         # Progress goes through a second, autocommit connection: the main one is busy with the COPY.
         main = connections[DEFAULT_DB_ALIAS]
         self.side = type(main)(dict(main.settings_dict), alias="placement_progress")
+        if not create:  # the helper process fills the table the task created
+            return
         with connection.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {self.table} CASCADE")
             if self.kind == PlacementBatch.Kind.RECALL:
@@ -528,10 +620,11 @@ class _PgStage:
                     f" part smallint GENERATED ALWAYS AS (hashtext(borrower_key) & {PART_BUCKETS - 1}) STORED)"
                 )
 
-    def progress(self, **fields) -> None:
-        sets = ", ".join(f"{k} = %s" for k in fields)
+    def progress(self, *, rows: int, errors: int) -> None:
+        # Added, not set: the helper process reports its own lines into the same counters.
         with self.side.cursor() as cur:
-            cur.execute(f"UPDATE cases_placementbatch SET {sets} WHERE id = %s", [*fields.values(), self.batch.pk])
+            cur.execute("UPDATE cases_placementbatch SET processed_rows = processed_rows + %s,"
+                        " error_count = error_count + %s WHERE id = %s", [rows, errors, self.batch.pk])
 
     def load(self, rows: Iterator[CleanRow], errors: _Errors) -> None:
         if self.kind == PlacementBatch.Kind.RECALL:
@@ -542,11 +635,12 @@ class _PgStage:
             columns = ", ".join(PLACEMENT_STAGE_COLUMNS)
         with connection.cursor() as cur:
             cur.copy_expert(f"COPY {self.table} ({columns}) FROM STDIN", _IterFile(lines), self.COPY_BLOCK)
-            cur.execute(f"SELECT count(*) FROM {self.table}")
-            self.count = cur.fetchone()[0]
 
     def check(self, errors: _Errors) -> None:
         ref_column = self.batch.report["columns"]["external_ref"]
+        with connection.cursor() as cur:  # every process has staged its rows by now
+            cur.execute(f"SELECT count(*) FROM {self.table}")
+            self.count = cur.fetchone()[0]
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
             # The first line with a reference wins; later ones are errors (and leave the staging table).
@@ -836,9 +930,9 @@ class _OrmStage:
         self.spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.seen: set[str] = set()
 
-    def progress(self, **fields) -> None:
+    def progress(self, *, rows: int, errors: int) -> None:
         self._errors.flush()
-        _progress(self.batch.pk, **fields)
+        _progress(self.batch.pk, processed_rows=F("processed_rows") + rows, error_count=F("error_count") + errors)
 
     def load(self, rows: Iterator[CleanRow], errors: _Errors) -> None:
         self._errors = errors

@@ -1,4 +1,5 @@
-"""Large batches on PostgreSQL: applied in shares by several connections, resumable after a failure.
+"""Large batches on PostgreSQL: read by two processes (the task and a helper, every other chunk of
+lines each), applied in shares by several connections, resumable after a failure.
 
 These tests commit (the other connections must see the staged rows), so they use a transactional
 database; the share size is lowered so a file of a few hundred rows is split.
@@ -24,21 +25,23 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ROWS = 300
 
 
-def _csv(rows: int, *, balance: str = "100.00") -> SimpleUploadedFile:
+def _csv(rows: int, *, balance: str = "100.00", bad_every: int = 0) -> SimpleUploadedFile:
     from stdnum.cn import ric
 
     out = io.StringIO()
     out.write("external_ref,borrower_name,national_id,phone,balance,due_date\n")
     for i in range(rows):
         body = f"11010519800101{i % 100:03d}"  # 100 borrowers, 3 accounts each
-        out.write(f"S-{i:04d},借款人{i % 100},{body}{ric.calc_check_digit(body)},13800{i % 100:06d},{balance},2026-01-15\n")
+        amount = "-5" if bad_every and i % bad_every == 0 else balance
+        out.write(f"S-{i:04d},借款人{i % 100},{body}{ric.calc_check_digit(body)},13800{i % 100:06d},{amount},2026-01-15\n")
     return SimpleUploadedFile("shares.csv", out.getvalue().encode())
 
 
 @pytest.fixture
-def shares(settings, require_postgres):
+def shares(settings, require_postgres, monkeypatch):
     settings.PLACEMENT_APPLY_WORKERS = 3
     settings.PLACEMENT_ROWS_PER_WORKER = 10
+    monkeypatch.setattr(services, "CHUNK_ROWS", 40)  # 300 lines = 8 chunks, half of them read by the helper
     return 3
 
 
@@ -51,6 +54,8 @@ def test_a_large_batch_is_applied_in_shares_with_the_same_result(shares, lender_
     batch = placement_batch_create(actor=lender_user, file=_csv(ROWS), language="en")
     batch = placement_batch_process(batch_id=batch.pk)
     assert batch.state == "applied", batch.error_message
+    assert batch.report["read_processes"] == 2
+    assert (batch.total_rows, batch.processed_rows) == (ROWS, ROWS)
     assert (batch.created_count, batch.updated_count, batch.unchanged_count) == (ROWS, 0, 0)
     parts = PlacementBatchPart.objects.filter(batch=batch)
     assert sorted(p.part for p in parts) == [0, 1, 2] and {p.parts for p in parts} == {shares}
@@ -65,6 +70,24 @@ def test_a_large_batch_is_applied_in_shares_with_the_same_result(shares, lender_
     assert (again.state, again.created_count, again.updated_count) == ("applied", 0, ROWS)
     assert AuditEvent.objects.filter(action="cases.account.updated", lender_id=lender_user.lender_id).count() == ROWS
     assert audit_verify(record=False).ok
+
+
+def test_row_errors_from_both_readers_are_all_reported(shares, lender_user):
+    bad = [i for i in range(ROWS) if i % 7 == 0]  # spread over every chunk, the helper's too
+    batch = placement_batch_create(actor=lender_user, file=_csv(ROWS, bad_every=7), language="en",
+                                   mode="all_or_nothing")
+    batch = placement_batch_process(batch_id=batch.pk)
+    assert (batch.state, batch.error_count, batch.total_rows) == ("rejected", len(bad), ROWS)
+    assert f"{len(bad)} row(s) failed validation" in batch.error_message
+    assert OverdueAccount.objects.filter(lender=lender_user.lender).count() == 0
+    lines = sorted(batch.row_errors.values_list("line", flat=True))
+    assert lines == [i + 2 for i in bad]  # line 1 is the header
+    assert set(batch.row_errors.values_list("reason", flat=True)) == {"Amount cannot be negative."}
+
+    partial = placement_batch_create(actor=lender_user, file=_csv(ROWS, bad_every=7, balance="101.00"), language="en")
+    partial = placement_batch_process(batch_id=partial.pk)
+    assert (partial.state, partial.error_count, partial.created_count) == ("applied", len(bad), ROWS - len(bad))
+    assert partial.row_errors.count() == len(bad)
 
 
 def test_a_failed_share_leaves_a_resumable_batch(shares, lender_user, monkeypatch):
