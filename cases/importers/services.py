@@ -19,7 +19,6 @@ Applying a batch (``placement_batch_process``, run by Celery):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -466,8 +465,8 @@ class _StageHelper:
         log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         proc = subprocess.Popen(  # noqa: S603 - our own module, arguments are ids and dates
             [sys.executable, "-m", "cases.importers.stage_helper", str(batch.pk), path, sniffed.encoding,
-             today.isoformat(), str(CHUNK_ROWS)],
-            cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=log, preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet
+             today.isoformat(), str(CHUNK_ROWS), str(os.getpid())],
+            cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=log,
         )
         return cls(proc, log)
 
@@ -484,15 +483,6 @@ class _StageHelper:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
-
-
-def _die_with_parent() -> None:
-    # Linux: the helper is killed if the worker process dies (a lost worker re-runs the batch).
-    import ctypes
-    import signal
-
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _database_url(db: dict) -> str:

@@ -1,6 +1,6 @@
 """The second reader of a large placement CSV (started by ``services._StageHelper``).
 
-    python -m cases.importers.stage_helper BATCH_ID PATH ENCODING TODAY CHUNK_ROWS
+    python -m cases.importers.stage_helper BATCH_ID PATH ENCODING TODAY CHUNK_ROWS PARENT_PID
 
 Reads the file like the task does, validates every other chunk of lines (the odd ones; the task
 takes the even ones), COPYs its valid rows into the batch's staging table, stores its row errors,
@@ -9,12 +9,28 @@ adds its progress to the batch, and prints ``{"processed": n, "errors": e}`` as 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 from datetime import date
 
 
+def die_with_parent(parent: int) -> None:
+    """Linux: this process is killed when the task's process dies (a lost worker re-runs the batch
+    from the start, and must not find a stray reader still writing). Set here, after exec, because
+    the parent has threads and a pre-exec hook there is unsafe."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the line above
+        sys.exit(3)
+
+
 def main(argv: list[str]) -> int:
+    die_with_parent(int(argv[5]))
     import django
 
     django.setup()
