@@ -96,6 +96,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["servicing.auth.ThrottledModelBackend"]
+# (events, seconds): failed sign-ins per username, then refused until the window ends; lender
+# sign-ups per client address (servicing/throttle.py).
+THROTTLE_LOGIN_FAILURES = (10, 15 * 60)
+THROTTLE_LENDER_SIGNUPS = (5, 60 * 60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -146,6 +151,15 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: a real broker when REDIS_URL is set, otherwise tasks run in-process (eager).
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Shared cache, used for the sign-in and sign-up limits (servicing/throttle.py): set CACHE_URL
+# (e.g. redis://127.0.0.1:6379/1, a database apart from the broker's) in production so every web
+# process counts together; without it each process keeps its own counters in memory.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                "KEY_PREFIX": "servicing"}
+    if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL

@@ -91,6 +91,15 @@ def _policies_present(request):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache(settings):
+    """Each test starts with empty throttle counters, in this process's memory (never a shared Redis)."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

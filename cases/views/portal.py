@@ -20,6 +20,7 @@ from cases.importers.columns import COLUMNS, RECALL_COLUMNS
 from cases.importers.forms import AccountSearchForm, RecallForm, RegisterForm, UploadForm, mapping_form_class
 from cases.models import Lender, PlacementBatch
 from cases.selectors import mask_national_id, mask_phone
+from servicing.throttle import LENDER_SIGNUPS, client_address
 
 
 def lender_view(view):
@@ -161,7 +162,13 @@ def portal_export(request, fmt: str):
 
 def lender_register(request):
     form = RegisterForm(request.POST or None)
+    if request.method == "POST" and (wait := LENDER_SIGNUPS.retry_after(ident=client_address(request))):
+        form.is_valid()
+        form.add_error(None, _("Too many sign-ups from your address. Try again in %(minutes)s minute(s).")
+                       % {"minutes": (wait + 59) // 60})
+        return render(request, "portal/register.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
+        LENDER_SIGNUPS.hit(ident=client_address(request))  # valid forms only: typos do not count
         try:
             services.lender_register(**form.cleaned_data)
         except ValidationError as exc:
