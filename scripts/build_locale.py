@@ -53,7 +53,10 @@ def fill(po_text: str, sources: dict[str, str]) -> tuple[str, list[str]]:
         msgid = _unquote(m.group("id"))
         head = m.group("head").replace("#, fuzzy\n", "")
         head = re.sub(r"^#, fuzzy, ", "#, ", head, flags=re.M)
-        text = sources.get(msgid)
+        # A context-specific entry ("context::msgid") wins over the plain one.
+        ctx = _unquote(m.group("ctx")) if m.group("ctx") else ""
+        text = sources.get(f"{ctx}::{msgid}") if ctx else None
+        text = text if text is not None else sources.get(msgid)
         if text is None:
             missing.append(msgid)
             text = ""

@@ -10,6 +10,7 @@ from django.utils import dateformat
 from django.utils.translation import gettext_lazy as _
 
 from compliance import rules
+from compliance.messages import violation_text
 
 _HOURS = _("Outside the hours the borrower may be contacted")
 # Plain-language title per rule code of the seeded policies; the engine's own (English) message
@@ -77,8 +78,8 @@ def present_decision(decision: rules.Decision | None, *, borrower, user, channel
         "channel": channel,
         "policy": f"{decision.policy_code} v{decision.policy_version}",
         "violations": [
-            {"title": RULE_TITLES.get(v.code, v.message), "code": v.code, "citation": v.citation, "message": v.message}
-            for v in decision.violations
+            {"title": RULE_TITLES.get(v.code, text), "code": v.code, "citation": v.citation, "message": text}
+            for v, text in ((v, violation_text(v)) for v in decision.violations)
         ],
         "next_at": nxt if not decision.allowed else None,
         "next_iso": nxt.isoformat() if nxt and not decision.allowed else "",

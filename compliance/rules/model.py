@@ -109,8 +109,10 @@ class BorrowerFacts:
 @dataclass(frozen=True)
 class Violation:
     code: str
-    message: str
+    message: str  # English: for the audit log, the API and logs
     citation: str
+    #: The same explanation as data, sentence by sentence (``text.Text``), for translated UIs.
+    parts: tuple = ()
 
 
 @dataclass(frozen=True)

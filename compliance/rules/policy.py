@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from .localtime import day_start, fmt_date, fmt_local, local_intervals, wall, zone
+from .localtime import day_start, local_intervals, wall, zone
 from .model import (
     CHANNELS,
     HOLD_FLAGS,
@@ -32,6 +32,9 @@ from .model import (
     Proposal,
     Violation,
 )
+from .text import Hours, Local, Seq, Text, Word, gettext_noop, text
+from .text import days_phrase as _days_phrase
+from .text import hhmm as _hhmm
 
 #: How far ahead next_allowed_at is searched.
 HORIZON = timedelta(days=400)
@@ -43,12 +46,16 @@ PERIODS = ("rolling", "day")
 CHANNEL_NOUNS = {"call": "calls", "sms": "text messages", "email": "emails", "letter": "letters", "visit": "visits"}
 
 HOLD_MESSAGES = {
-    "cease": "The borrower has asked us to stop contacting them (cease-communication request); no outreach may be made.",
-    "dispute": "The borrower disputes this debt; collection outreach is suspended until the dispute is resolved.",
-    "attorney": "The borrower is represented by an attorney; communicate with the attorney, not the borrower.",
-    "bankruptcy": "The borrower is in bankruptcy; collection outreach is barred while the bankruptcy stay applies.",
-    "deceased": "The borrower is recorded as deceased; no collection outreach may be made on this record.",
+    "cease": gettext_noop("The borrower has asked us to stop contacting them (cease-communication request); no outreach may be made."),
+    "dispute": gettext_noop("The borrower disputes this debt; collection outreach is suspended until the dispute is resolved."),
+    "attorney": gettext_noop("The borrower is represented by an attorney; communicate with the attorney, not the borrower."),
+    "bankruptcy": gettext_noop("The borrower is in bankruptcy; collection outreach is barred while the bankruptcy stay applies."),
+    "deceased": gettext_noop("The borrower is recorded as deceased; no collection outreach may be made on this record."),
 }
+
+
+def _violation(rule: Rule, *parts: Text) -> Violation:
+    return Violation(rule.code, " ".join(p.render() for p in parts), rule.citation, parts)
 
 _TIME_RE = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
@@ -236,10 +243,6 @@ def _parse_effective(value: Any, where: str) -> str:
     raise ValueError(f"{where}: expected a date 'YYYY-MM-DD' or an aware ISO datetime, got {value!r}.")
 
 
-def _hhmm(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-
 def _parse_date(value: Any, where: str) -> date:
     if not isinstance(value, str):
         raise ValueError(f"{where}: expected a date 'YYYY-MM-DD', got {value!r}.")
@@ -247,14 +250,6 @@ def _parse_date(value: Any, where: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{where}: expected a date 'YYYY-MM-DD', got {value!r}.") from None
-
-
-def _days_phrase(days: tuple[int, ...]) -> str:
-    if len(days) == 7:
-        return "every day"
-    if days == tuple(range(days[0], days[-1] + 1)) and len(days) > 2:
-        return f"{WEEKDAYS[days[0]].title()}–{WEEKDAYS[days[-1]].title()}"
-    return ", ".join(WEEKDAYS[d].title() for d in days)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,34 +423,33 @@ class _TimeWindowBound(Bound):
         failing = [tz for tz in self.ctx.zones if not self._zone_ok(tz, t)]
         if not failing:
             return None
-        noun = self.ctx.channel_noun()
+        noun = Word(self.ctx.channel_noun())
         holidays = sorted({wall(tz, t).date() for tz in failing if wall(tz, t).date() in self.closed})
         parts = []
         if holidays:
-            parts.append(
-                f"{' and '.join(fmt_date(d) for d in holidays)} is a public holiday for the borrower; "
-                f"no {noun} on public holidays."
-            )
+            parts.append(text(gettext_noop("%(dates)s is a public holiday for the borrower; no %(noun)s on public holidays."),
+                              dates=Seq(tuple(holidays)), noun=noun))
         hours = [tz for tz in failing if wall(tz, t).date() not in self.closed]
         if hours:
-            when = " and ".join(fmt_local(tz, t) for tz in hours)
-            parts.append(
-                f"It would be {when} for the borrower; {noun} are only allowed {self.rule.describe()} local time."
-            )
+            parts.append(text(
+                gettext_noop("It would be %(when)s for the borrower; %(noun)s are only allowed %(hours)s local time."),
+                when=Seq(tuple(Local(t, tz.key) for tz in hours)), noun=noun,
+                hours=Hours(tuple((w.start, w.end, tuple(w.days)) for w in self.rule.windows)),
+            ))
         if self.rule.consent_waives:
-            parts.append("The borrower has not agreed to contact outside these hours.")
-        return Violation(self.rule.code, " ".join(parts), self.rule.citation)
+            parts.append(text(gettext_noop("The borrower has not agreed to contact outside these hours.")))
+        return _violation(self.rule, *parts)
 
 
 # ---- frequency cap -------------------------------------------------------------------------
 
 
-def _scope_phrase(scope: str, proposal: Proposal) -> str:
+def _scope_phrase(scope: str, proposal: Proposal) -> Text:
     if scope == "account":
-        return "about this debt"
+        return text(gettext_noop("about this debt"))
     if scope == "borrower":
-        return "with this borrower (all debts)"
-    return f"to {proposal.phone}" if proposal.phone else "to this number"
+        return text(gettext_noop("with this borrower (all debts)"))
+    return text(gettext_noop("to %(phone)s"), phone=proposal.phone) if proposal.phone else text(gettext_noop("to this number"))
 
 
 @dataclass(frozen=True)
@@ -561,15 +555,23 @@ class _FrequencyBound(Bound):
         if n < self.rule.max:
             return None
         r = self.rule
-        if r.period == "rolling":
-            period = "within 24 hours of this time" if r.days == 1 else f"within {r.days} consecutive days of this time"
-            limit = f"limit {r.max}"
+        one = n == 1
+        if r.period == "rolling" and r.days == 1:
+            template = (gettext_noop("%(count)s %(label)s %(scope)s was already made within 24 hours of this time (limit %(max)s).")
+                        if one else
+                        gettext_noop("%(count)s %(label)s %(scope)s were already made within 24 hours of this time (limit %(max)s)."))
+        elif r.period == "rolling":
+            template = (gettext_noop("%(count)s %(label)s %(scope)s was already made within %(days)s consecutive days of this time (limit %(max)s).")
+                        if one else
+                        gettext_noop("%(count)s %(label)s %(scope)s were already made within %(days)s consecutive days of this time (limit %(max)s)."))
         else:
-            period = f"today ({fmt_date(wall(self.ctx.primary, t).date())}, {self.ctx.primary.key})"
-            limit = f"limit {r.max} per day"
-        verb = "was" if n == 1 else "were"
-        scope = _scope_phrase(r.scope, self.ctx.proposal)
-        return Violation(r.code, f"{n} {r.label} {scope} {verb} already made {period} ({limit}).", r.citation)
+            template = (gettext_noop("%(count)s %(label)s %(scope)s was already made today (%(date)s, %(zone)s) (limit %(max)s per day).")
+                        if one else
+                        gettext_noop("%(count)s %(label)s %(scope)s were already made today (%(date)s, %(zone)s) (limit %(max)s per day)."))
+        return _violation(r, text(
+            template, count=n, label=Word(r.label), scope=_scope_phrase(r.scope, self.ctx.proposal), max=r.max,
+            days=r.days, date=wall(self.ctx.primary, t).date(), zone=self.ctx.primary.key,
+        ))
 
 
 # ---- cooldown ------------------------------------------------------------------------------
@@ -637,12 +639,11 @@ class _CooldownBound(Bound):
         last = self.times[i - 1]
         tz = self.ctx.primary
         r = self.rule
-        return Violation(
-            r.code,
-            f"There was a {r.label} {_scope_phrase(r.scope, self.ctx.proposal)} on {fmt_local(tz, last)}; "
-            f"no {self.ctx.channel_noun()} until {r.days} days after it, i.e. {fmt_local(tz, last + self.span)}.",
-            r.citation,
-        )
+        return _violation(r, text(
+            gettext_noop("There was a %(label)s %(scope)s on %(when)s; no %(noun)s until %(days)s days after it, i.e. %(until)s."),
+            label=Word(r.label), scope=_scope_phrase(r.scope, self.ctx.proposal), when=Local(last, tz.key),
+            noun=Word(self.ctx.channel_noun()), days=r.days, until=Local(last + self.span, tz.key),
+        ))
 
 
 # ---- holds ---------------------------------------------------------------------------------
@@ -693,7 +694,9 @@ class _HoldBound(Bound):
 
     def violation(self, t: datetime) -> Violation | None:
         r = self.rule
-        return Violation(r.code, r.message or HOLD_MESSAGES[r.flag], r.citation)
+        if r.message:  # the policy's own words
+            return _violation(r, text("%(message)s", message=Word(r.message)))
+        return _violation(r, text(HOLD_MESSAGES[r.flag]))
 
 
 # ---- third parties -------------------------------------------------------------------------
@@ -798,16 +801,19 @@ class _ThirdPartyBound(Bound):
             return None
         r = self.rule
         attempts, failed, contacts = self._counts(t)
-        found = f"found {attempts} attempt(s), {attempts - failed} of them answered or with a message left"
         if contacts:
-            found += f", and {contacts} conversation(s) with the borrower"
-        return Violation(
-            r.code,
-            "Third parties may only be contacted when the borrower cannot be reached: that needs at least "
-            f"{r.min_attempts} unanswered outbound {'/'.join(r.attempt_channels)} attempts to the borrower in the "
-            f"last {r.days} days, none answered, and no conversation with the borrower in that time ({found}).",
-            r.citation,
-        )
+            found = text(gettext_noop("found %(attempts)s attempt(s), %(answered)s of them answered or with a message left,"
+                                      " and %(contacts)s conversation(s) with the borrower"),
+                         attempts=attempts, answered=attempts - failed, contacts=contacts)
+        else:
+            found = text(gettext_noop("found %(attempts)s attempt(s), %(answered)s of them answered or with a message left"),
+                         attempts=attempts, answered=attempts - failed)
+        return _violation(r, text(
+            gettext_noop("Third parties may only be contacted when the borrower cannot be reached: that needs at least"
+                         " %(min)s unanswered outbound %(channels)s attempts to the borrower in the last %(days)s days,"
+                         " none answered, and no conversation with the borrower in that time (%(found)s)."),
+            min=r.min_attempts, channels=Seq(tuple(Word(c) for c in r.attempt_channels), "/"), days=r.days, found=found,
+        ))
 
 
 RULE_TYPES: dict[str, type[Rule]] = {
