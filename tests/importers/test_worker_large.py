@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -49,3 +50,57 @@ def test_a_large_file_is_read_by_two_processes_and_applied_in_shares(shared_medi
     assert sorted(PlacementBatchPart.objects.filter(batch=batch).values_list("part", "parts")) == [(0, 2), (1, 2)]
     assert OverdueAccount.objects.filter(lender=user.lender).count() == ROWS - 1
     assert Borrower.objects.filter(lender=user.lender).count() == ROWS - 1  # every national ID differs
+
+
+def _nid(i: int) -> str:
+    from stdnum.cn import ric
+
+    body = f"44010619{70 + i % 30:02d}{(i % 12) + 1:02d}{(i % 28) + 1:02d}{i % 1000:03d}"  # repeats every 21,000
+    return body + ric.calc_check_digit(body)
+
+
+def _big_file(rows: int) -> SimpleUploadedFile:
+    out = io.StringIO()
+    out.write("external_ref,borrower_name,national_id,phone,balance,due_date\n")
+    for i in range(rows):
+        out.write(f"K-{i:07d},借款人{i % 21_000},{_nid(i)},137{i:08d},{100 + i % 900}.00,2026-02-01\n")
+    return SimpleUploadedFile("crash.csv", out.getvalue().encode())
+
+
+def test_a_worker_killed_while_applying_leaves_a_batch_that_completes_when_processed_again(shared_media, celery_worker):
+    """A hard kill (SIGKILL, as a lost machine) in the middle of the apply: whatever had committed
+    stays, share 0 and the batch result roll back with the dead connection, and processing the batch
+    again (what the re-delivered task does) finishes it with the right counts and no duplicates."""
+    import signal
+
+    from cases.importers.services import placement_batch_process
+
+    rows = 120_000
+    user = f.user(role="lender", lender=f.lender())
+    client = APIClient()
+    client.force_authenticate(user)
+    r = client.post("/api/v1/placements/", {"file": _big_file(rows)}, format="multipart")
+    assert r.status_code == 202, r.content
+    deadline = time.monotonic() + 120
+    state = ""
+    while time.monotonic() < deadline:
+        state = PlacementBatch.objects.values_list("state", flat=True).get(pk=r.data["id"])
+        if state != "pending" and state != "processing":
+            break
+        time.sleep(0.02)
+    assert state == "applying", f"the batch reached {state!r} before the worker could be killed mid-apply"
+    time.sleep(0.3)  # into the INSERTs
+    celery_worker["process"].send_signal(signal.SIGKILL)
+    celery_worker["process"].wait(timeout=30)
+
+    batch = PlacementBatch.objects.get(pk=r.data["id"])
+    assert batch.state == "applying"  # visible as interrupted, not as applied
+    done = PlacementBatchPart.objects.filter(batch=batch).count()
+    assert done < 2 and OverdueAccount.objects.filter(lender=user.lender).count() < rows
+
+    batch = placement_batch_process(batch_id=batch.pk)
+    assert batch.state == "applied", batch.error_message
+    assert (batch.created_count, batch.updated_count, batch.unchanged_count, batch.error_count) == (rows, 0, 0, 0)
+    assert OverdueAccount.objects.filter(lender=user.lender).count() == rows
+    assert Borrower.objects.filter(lender=user.lender).count() == 21_000  # one per national ID, never two
+    assert PlacementBatchPart.objects.filter(batch=batch).count() == 2
