@@ -378,7 +378,7 @@ def _run_rows(batch: PlacementBatch, rows, mapping: dict, errors: _Errors, *, sn
     t0 = time.perf_counter()
     # A large CSV is read by a helper process too, each validating every other chunk of lines:
     # validation is Python, one core per process.
-    helper = _StageHelper.start(batch=batch, stage=stage, sniffed=sniffed, today=today)
+    helper = _StageHelper.start(batch=batch, stage=stage, sniffed=sniffed, today=today, mapping=mapping)
     shares = 2 if helper else 1
     batch.report["read_processes"] = shares
     if helper:
@@ -451,7 +451,8 @@ class _StageHelper:
         self.proc, self.log = proc, log
 
     @classmethod
-    def start(cls, *, batch: PlacementBatch, stage, sniffed: Sniffed, today: date) -> _StageHelper | None:
+    def start(cls, *, batch: PlacementBatch, stage, sniffed: Sniffed, today: date,
+              mapping: dict) -> _StageHelper | None:
         if (not isinstance(stage, _PgStage) or stage.alone or sniffed.kind != "csv"
                 or batch.kind != PlacementBatch.Kind.PLACEMENT or settings.PLACEMENT_APPLY_WORKERS < 2
                 or sniffed.estimated_rows < 2 * settings.PLACEMENT_ROWS_PER_WORKER):
@@ -465,7 +466,7 @@ class _StageHelper:
         log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         proc = subprocess.Popen(  # noqa: S603 - our own module, arguments are ids and dates
             [sys.executable, "-m", "cases.importers.stage_helper", str(batch.pk), path, sniffed.encoding,
-             today.isoformat(), str(CHUNK_ROWS), str(os.getpid())],
+             today.isoformat(), str(CHUNK_ROWS), str(os.getpid()), json.dumps(mapping)],
             cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=log,
         )
         return cls(proc, log)

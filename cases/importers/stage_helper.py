@@ -1,6 +1,6 @@
 """The second reader of a large placement CSV (started by ``services._StageHelper``).
 
-    python -m cases.importers.stage_helper BATCH_ID PATH ENCODING TODAY CHUNK_ROWS PARENT_PID
+    python -m cases.importers.stage_helper BATCH_ID PATH ENCODING TODAY CHUNK_ROWS PARENT_PID MAPPING_JSON
 
 Reads the file like the task does, validates every other chunk of lines (the odd ones; the task
 takes the even ones), COPYs its valid rows into the batch's staging table, stores its row errors,
@@ -40,12 +40,12 @@ def main(argv: list[str]) -> int:
     from cases.importers.columns import resolve_header
     from cases.importers.reader import Sniffed, iter_rows
     from cases.importers.validation import RowValidator
-    from cases.models import ColumnMapping, PlacementBatch
+    from cases.models import PlacementBatch
 
     batch_id, path, encoding, today, chunk_rows = int(argv[0]), argv[1], argv[2], date.fromisoformat(argv[3]), int(argv[4])
     services.CHUNK_ROWS = chunk_rows  # the same chunks as the task, whatever this process's settings say
     batch = PlacementBatch.objects.select_related("lender", "uploaded_by").get(pk=batch_id)
-    mapping = ColumnMapping.objects.filter(lender_id=batch.lender_id).values_list("mapping", flat=True).first() or {}
+    mapping = json.loads(argv[6])  # the task's column mapping, as it read it: both read the same columns
     errors = services._Errors(batch.pk, cap=services.MAX_STORED_ERRORS // 2)
     with translation.override(batch.options.get("language") or "zh-hans"), open(path, "rb") as fh:
         rows = iter_rows(fh, Sniffed(kind="csv", encoding=encoding, estimated_rows=0))

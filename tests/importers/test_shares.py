@@ -125,3 +125,16 @@ def test_an_account_cannot_point_at_another_lenders_borrower(require_postgres):
     with pytest.raises(IntegrityError), transaction.atomic():
         OverdueAccount.objects.create(lender=mine, borrower=other_borrower, external_ref="X-1", balance="1.00",
                                       due_date="2026-01-01")
+
+
+def test_both_readers_use_the_lenders_saved_column_mapping(shares, lender_user):
+    from cases.importers.services import column_mapping_save
+
+    column_mapping_save(actor=lender_user, lender=lender_user.lender, mapping={
+        "合同号": "external_ref", "客户": "borrower_name", "证件": "national_id", "电话": "phones",
+        "欠款": "balance", "应还日": "due_date"})
+    own = _csv(ROWS).read().decode().replace(
+        "external_ref,borrower_name,national_id,phone,balance,due_date", "合同号,客户,证件,电话,欠款,应还日", 1)
+    batch = placement_batch_create(actor=lender_user, file=SimpleUploadedFile("own.csv", own.encode()), language="en")
+    batch = placement_batch_process(batch_id=batch.pk)
+    assert (batch.state, batch.report["read_processes"], batch.created_count, batch.error_count) == ("applied", 2, ROWS, 0)
