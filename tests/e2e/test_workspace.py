@@ -82,3 +82,11 @@ def test_agent_works_a_case_end_to_end(page, desk):
     page.wait_for_selector("h1:has-text('工作队列')")
     body = page.locator("main").inner_text()
     assert "现在允许" in body and "现在不可" in body and "Work queue" not in body
+
+    # ... and so is the compliance explanation of a refusal, down to its details.
+    page.goto(f"{base}/cases/{desk['night'].pk}/")
+    page.wait_for_selector("#live-check .decision[data-allowed='0']")
+    page.locator("#live-check details summary").first.click()
+    explained = page.locator("#live-check").inner_text()
+    assert "借款人当地时间将是" in explained and "仅允许在当地时间" in explained, explained
+    assert "It would be" not in explained
