@@ -57,6 +57,7 @@ from cases.models import (
     PlacementRowError,
     User,
 )
+from cases.selectors import mask_phone
 from compliance.audit import audit_log, audit_log_many
 
 from .columns import BY_KEY, RECALL_COLUMNS, resolve_header
@@ -70,6 +71,9 @@ MAX_STORED_ERRORS = 50_000  # every error is counted; beyond this many they are 
 # Statuses a recall leaves alone: already out of collection, or finished.
 RECALL_SKIP = ("recalled", "closed", "paid", "settled")
 COMPARED = ("balance", "principal", "due_date", "last_payment_date", "currency", "product")
+# What a later file may change on an existing borrower: phones and emails are added to (never
+# removed), the address replaced. Name and identity stay.
+BORROWER_MERGED = ("phones", "emails", "address")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -719,6 +723,7 @@ def _pg_place_shares(table: str, batch: PlacementBatch, rows: int, *, alone: boo
     committing with its PlacementBatchPart row. Shares applied by an earlier attempt are skipped."""
     done = {p.part: p for p in PlacementBatchPart.objects.filter(batch_id=batch.pk)}
     shares = next(iter(done.values())).parts if done else _share_count(rows, alone=alone)
+    borrower_changes = _pg_borrower_updates(table, batch)
     others = [p for p in range(1, shares) if p not in done]
     timings = batch.report.setdefault("timings", {})
     main = None
@@ -730,10 +735,11 @@ def _pg_place_shares(table: str, batch: PlacementBatch, rows: int, *, alone: boo
     # transaction, with share 0, rolls back; the shares that committed stay, recorded for the retry.
     for fut in futures:
         fut.result()
+    # The audit chain is locked only now, after the other shares committed theirs: taking it
+    # earlier, while waiting for them, would deadlock with their audit writes.
+    batch.report["borrowers_updated"] = _audit_borrower_changes(batch, _iter_borrower_changes(borrower_changes))
     if main is not None:
         created, updated, changes = main
-        # The audit chain is locked only now, after the other shares committed theirs: taking it
-        # earlier, while waiting for them, would deadlock with their audit writes.
         if changes:
             _audit_changes(batch, _iter_table(changes))
         PlacementBatchPart.objects.create(batch_id=batch.pk, part=0, parts=shares, created_count=created,
@@ -770,6 +776,71 @@ def _pg_place_share(table: str, batch: PlacementBatch, part: int, shares: int,
     return _pg_place(source, batch, suffix=f"{batch.pk}_{part}", timings=timings.setdefault(f"share{part}", {}))
 
 
+def _existing_borrowers_sql(table: str) -> str:
+    """(borrower key, id) of the lender's existing borrowers named in ``table``: by national ID, else by
+    first phone + name (the lowest id if several match). Two %s parameters: the lender, twice."""
+    return (
+        f"(SELECT DISTINCT ON (s.borrower_key) s.borrower_key, b.id FROM {table} s"
+        f" JOIN cases_borrower b ON b.national_id = s.national_id"
+        f" WHERE b.lender_id = %s AND s.national_id <> '' ORDER BY s.borrower_key, b.id)"
+        f" UNION ALL (SELECT DISTINCT ON (s.borrower_key) s.borrower_key, b.id FROM {table} s"
+        f" JOIN cases_borrower b ON b.name = s.borrower_name"
+        f" WHERE b.lender_id = %s AND s.national_id = '' AND b.phones @> jsonb_build_array(s.phones->>0)"
+        f" ORDER BY s.borrower_key, b.id)"
+    )
+
+
+def _merge_contacts_sql(rows_sql: str) -> str:
+    """A statement head ending in the CTE ``upd`` (id, old, new): merges into each borrower of
+    ``rows_sql`` (id, line, phones, emails, address) the phones and emails it lacks (appended in the
+    order they first appear in the file, none removed) and the file's last non-empty address.
+    One %s parameter after those of ``rows_sql``: the update time."""
+    return (
+        f"WITH r AS ({rows_sql}),"
+        # The borrowers' current values, looked up one by one by id (LIMIT keeps the planner from
+        # turning this into a scan of the whole table, which grows with every lender's borrowers).
+        f" cur AS (SELECT i.id, b.phones, b.emails, b.address FROM (SELECT DISTINCT id FROM r) i,"
+        f" LATERAL (SELECT phones, emails, address FROM cases_borrower WHERE id = i.id LIMIT 1) b),"
+        f" ph AS (SELECT r.id, p.v, min(r.line::bigint * 1000 + p.o) AS pos FROM r,"
+        f" jsonb_array_elements_text(r.phones) WITH ORDINALITY AS p(v, o) GROUP BY r.id, p.v),"
+        f" em AS (SELECT r.id, e.v, min(r.line::bigint * 1000 + e.o) AS pos FROM r,"
+        f" jsonb_array_elements_text(r.emails) WITH ORDINALITY AS e(v, o) GROUP BY r.id, e.v),"
+        f" ph_add AS (SELECT ph.id, jsonb_agg(ph.v ORDER BY ph.pos) AS vals FROM ph JOIN cur ON cur.id = ph.id"
+        f" WHERE NOT cur.phones @> jsonb_build_array(ph.v) GROUP BY ph.id),"
+        f" em_add AS (SELECT em.id, jsonb_agg(em.v ORDER BY em.pos) AS vals FROM em JOIN cur ON cur.id = em.id"
+        f" WHERE NOT cur.emails @> jsonb_build_array(em.v) GROUP BY em.id),"
+        f" ad AS (SELECT d.id, d.address FROM (SELECT DISTINCT ON (id) id, address FROM r WHERE address <> ''"
+        f" ORDER BY id, line DESC) d JOIN cur ON cur.id = d.id WHERE cur.address <> d.address),"
+        f" ids AS (SELECT id FROM ph_add UNION SELECT id FROM em_add UNION SELECT id FROM ad),"
+        f" cand AS (SELECT cur.id, jsonb_build_object('phones', cur.phones, 'emails', cur.emails, 'address', cur.address)"
+        f" AS old, cur.phones || coalesce(ph_add.vals, '[]') AS phones, cur.emails || coalesce(em_add.vals, '[]') AS emails,"
+        f" coalesce(ad.address, cur.address) AS address FROM ids JOIN cur ON cur.id = ids.id"
+        f" LEFT JOIN ph_add ON ph_add.id = ids.id LEFT JOIN em_add ON em_add.id = ids.id LEFT JOIN ad ON ad.id = ids.id),"
+        f" upd AS (UPDATE cases_borrower b SET phones = cand.phones, emails = cand.emails, address = cand.address,"
+        f" updated_at = %s FROM cand WHERE b.id = cand.id RETURNING b.id, cand.old,"
+        f" jsonb_build_object('phones', b.phones, 'emails', b.emails, 'address', b.address) AS new)"
+    )
+
+
+def _pg_borrower_updates(table: str, batch: PlacementBatch) -> str | None:
+    """New contact details for the lender's existing borrowers. Returns the temp table of
+    (id, old, new) to audit, or None if nothing changed. Runs before the shares start, so an existing
+    borrower row is only ever updated by this transaction."""
+    changes, known = f"placement_borrower_changes_{batch.pk}", f"placement_known_{batch.pk}"
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {changes}, {known}")
+        cur.execute(f"CREATE TEMP TABLE {changes} (id bigint, old jsonb, new jsonb) ON COMMIT DROP")
+        cur.execute(f'CREATE TEMP TABLE {known} (bkey text COLLATE "C", id bigint) ON COMMIT DROP')
+        cur.execute(f"INSERT INTO {known} {_existing_borrowers_sql(table)}", [batch.lender_id, batch.lender_id])
+        if not cur.rowcount:  # a first file: nobody to update
+            return None
+        cur.execute(f"ANALYZE {known}")
+        rows_sql = (f"SELECT m.id, s.line, s.phones, s.emails, s.address FROM {table} s"
+                    f" JOIN {known} m ON m.bkey = s.borrower_key")
+        cur.execute(f"{_merge_contacts_sql(rows_sql)} INSERT INTO {changes} SELECT * FROM upd", [timezone.now()])
+        return changes if cur.rowcount else None
+
+
 def _pg_place(table: str, batch: PlacementBatch, *, suffix: str, timings: dict) -> tuple[int, int, str | None]:
     """Apply the staged rows of ``table``; returns (created, updated, the temp table of changes to audit)."""
     lender_id, now = batch.lender_id, timezone.now()
@@ -780,16 +851,9 @@ def _pg_place(table: str, batch: PlacementBatch, *, suffix: str, timings: dict) 
         # The key -> id map is a narrow side table, cheaper than rewriting every staging row.
         cur.execute(f"DROP TABLE IF EXISTS {bmap}")
         # Keys collate as "C": they are only grouped and joined, and byte order sorts much faster.
-        cur.execute(f'CREATE TEMP TABLE {bmap} (bkey text COLLATE "C", id bigint) ON COMMIT DROP')
-        cur.execute(
-            f"INSERT INTO {bmap} SELECT DISTINCT ON (s.borrower_key) s.borrower_key, b.id FROM {table} s"
-            f" JOIN cases_borrower b ON b.national_id = s.national_id"
-            f" WHERE b.lender_id = %s AND s.national_id <> '' ORDER BY s.borrower_key, b.id", [lender_id])
-        cur.execute(
-            f"INSERT INTO {bmap} SELECT DISTINCT ON (s.borrower_key) s.borrower_key, b.id FROM {table} s"
-            f" JOIN cases_borrower b ON b.name = s.borrower_name"
-            f" WHERE b.lender_id = %s AND s.national_id = '' AND b.phones @> jsonb_build_array(s.phones->>0)"
-            f" ORDER BY s.borrower_key, b.id", [lender_id])
+        cur.execute(f'CREATE TEMP TABLE {bmap} (bkey text COLLATE "C", id bigint, created boolean) ON COMMIT DROP')
+        cur.execute(f"INSERT INTO {bmap} SELECT *, false FROM ({_existing_borrowers_sql(table)}) e",
+                    [lender_id, lender_id])
         cur.execute(
             f"WITH ins AS (INSERT INTO cases_borrower (lender_id, name, national_id, phones, emails, address, region,"
             f" jurisdiction, time_zones, sms_consent, email_consent, after_hours_consent, cease, dispute, attorney,"
@@ -798,13 +862,25 @@ def _pg_place(table: str, batch: PlacementBatch, *, suffix: str, timings: dict) 
             f" jurisdiction, time_zones, true, true, false, false, false, false, false, false, false, %s, %s"
             f" FROM (SELECT DISTINCT ON (borrower_key) * FROM {table} s"
             f" WHERE NOT EXISTS (SELECT 1 FROM {bmap} m WHERE m.bkey = s.borrower_key)"
-            f" ORDER BY borrower_key, line DESC) d ORDER BY borrower_key RETURNING id, {_BKEY_SQL} AS bkey)"
-            f" INSERT INTO {bmap} SELECT bkey, id FROM ins",
+            f" ORDER BY borrower_key, line) d ORDER BY borrower_key RETURNING id, {_BKEY_SQL} AS bkey)"
+            f" INSERT INTO {bmap} SELECT bkey, id, true FROM ins",
             [lender_id, now, now])
+        cur.execute(f"ANALYZE {bmap}")
+        # A new borrower is made from its first line; its other lines add their phones, emails and
+        # address (as a later file does for a known borrower). The few keys on several lines go to a
+        # small analysed table first, so the merge looks borrowers up by id instead of scanning them.
+        multi = f"placement_multi_{suffix}"
+        cur.execute(f"DROP TABLE IF EXISTS {multi}")
+        cur.execute(f"CREATE TEMP TABLE {multi} ON COMMIT DROP AS SELECT m.bkey, m.id FROM {bmap} m JOIN"
+                    f" (SELECT borrower_key FROM {table} GROUP BY borrower_key HAVING count(*) > 1) k"
+                    f" ON k.borrower_key = m.bkey WHERE m.created")
+        cur.execute(f"ANALYZE {multi}")
+        cur.execute(
+            _merge_contacts_sql(f"SELECT m.id, s.line, s.phones, s.emails, s.address FROM {table} s"
+                                f" JOIN {multi} m ON m.bkey = s.borrower_key") + " SELECT count(*) FROM upd", [now])
         # Borrowers are created in file order (above) and accounts inserted in file order (below), so
         # the per-row foreign-key check and the borrower_id index walk the borrowers sequentially
         # instead of at random across a table larger than shared_buffers.
-        cur.execute(f"ANALYZE {bmap}")
         # Accounts already placed and changed: update, keeping the old values for the audit log.
         changes = f"placement_changes_{suffix}"
         cur.execute(f"DROP TABLE IF EXISTS {changes}")
@@ -851,6 +927,54 @@ def _iter_table(table: str) -> Iterator[tuple]:
             old, new = (json.loads(v) if isinstance(v, str) else v for v in (r[3], r[4]))
             yield r[0], r[1], r[2], old, new
         last = rows[-1][0]
+
+
+def _iter_borrower_changes(table: str | None) -> Iterator[tuple[int, dict, dict]]:
+    if table is None:
+        return
+    last = 0
+    while True:
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT id, old, new FROM {table} WHERE id > %s ORDER BY id LIMIT 5000", [last])
+            rows = cur.fetchall()
+        if not rows:
+            return
+        for r in rows:
+            yield r[0], *(json.loads(v) if isinstance(v, str) else v for v in (r[1], r[2]))
+        last = rows[-1][0]
+
+
+def _borrower_diff(old: dict, new: dict) -> dict:
+    # The audit log is append-only and kept for years: what changed, with contact details masked.
+    return {
+        "phones_added": [mask_phone(p) for p in new["phones"] if p not in old["phones"]],
+        "emails_added": [_mask_email(e) for e in new["emails"] if e not in old["emails"]],
+        "address_changed": old["address"] != new["address"],
+    }
+
+
+def _mask_email(value: str) -> str:
+    name, _at, domain = value.partition("@")
+    return f"{name[:1]}***@{domain}"
+
+
+def _audit_borrower_changes(batch: PlacementBatch, changes) -> int:
+    """One ``cases.borrower.updated`` event per borrower whose contact details the file extended."""
+    events: list[dict] = []
+    n = 0
+    for borrower_id, old, new in changes:
+        n += 1
+        events.append({
+            "action": "cases.borrower.updated", "lender_id": batch.lender_id, "subject_type": "cases.borrower",
+            "subject_id": borrower_id, "borrower_id": borrower_id,
+            "data": {"batch": batch.pk, **_borrower_diff(old, new)},
+        })
+        if len(events) >= 5000:
+            audit_log_many(events=events, actor=batch.uploaded_by)
+            events = []
+    if events:
+        audit_log_many(events=events, actor=batch.uploaded_by)
+    return n
 
 
 def _audit_changes(batch: PlacementBatch, changes) -> None:
@@ -920,6 +1044,7 @@ class _OrmStage:
         self.count = 0
         self.spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.seen: set[str] = set()
+        self.created_borrowers: set[int] = set()  # by this batch: a later chunk's lines merge in unaudited
 
     def progress(self, *, rows: int, errors: int) -> None:
         self._errors.flush()
@@ -976,7 +1101,7 @@ class _OrmStage:
             if self.kind == PlacementBatch.Kind.RECALL:
                 updated += _orm_recall(self.batch, rows)
             else:
-                c, u = _orm_place(self.batch, rows)
+                c, u = _orm_place(self.batch, rows, created_borrowers=self.created_borrowers)
                 created, updated = created + c, updated + u
         return created, updated
 
@@ -984,31 +1109,68 @@ class _OrmStage:
         self.spool.close()
 
 
-def _orm_borrowers(batch: PlacementBatch, rows: list[CleanRow]) -> dict[str, int]:
+def _orm_borrowers(batch: PlacementBatch, rows: list[CleanRow], *, created_borrowers: set[int]) -> dict[str, int]:
     lender_id = batch.lender_id
     ids = {r.national_id for r in rows if r.national_id}
-    found: dict[str, int] = {}
-    for b in Borrower.objects.filter(lender_id=lender_id, national_id__in=ids).only("id", "national_id"):
-        found["id:" + b.national_id] = b.pk
+    existing: dict[str, Borrower] = {}
+    for b in Borrower.objects.filter(lender_id=lender_id, national_id__in=ids).order_by("id"):
+        existing.setdefault("id:" + b.national_id, b)
     names = {r.borrower_name for r in rows if not r.national_id}
-    for b in Borrower.objects.filter(lender_id=lender_id, name__in=names).only("id", "name", "phones"):
+    for b in Borrower.objects.filter(lender_id=lender_id, name__in=names).order_by("id"):
         for phone in b.phones:
-            found.setdefault(f"pn:{phone}|{b.name}", b.pk)
+            existing.setdefault(f"pn:{phone}|{b.name}", b)
+    _orm_merge_contacts(batch, rows, existing, audit_skip=created_borrowers)
+    found = {key: b.pk for key, b in existing.items()}
     new: dict[str, Borrower] = {}
-    for r in rows:  # the last line of a borrower wins, as in the PostgreSQL path
-        if r.borrower_key not in found:
+    for r in rows:  # made from its first line; the others add their contact details
+        if r.borrower_key not in found and r.borrower_key not in new:
             new[r.borrower_key] = Borrower(
-                lender_id=lender_id, name=r.borrower_name, national_id=r.national_id, phones=r.phones,
-                emails=[r.email] if r.email else [], address=r.address, region=r.region, jurisdiction=r.jurisdiction,
+                lender_id=lender_id, name=r.borrower_name, national_id=r.national_id, phones=[],
+                emails=[], address="", region=r.region, jurisdiction=r.jurisdiction,
                 time_zones=[r.time_zone] if r.time_zone else [],
             )
+        if r.borrower_key in new:
+            _merge_row(new[r.borrower_key], r)
     for key, b in zip(new, Borrower.objects.bulk_create(list(new.values())), strict=True):
         found[key] = b.pk
+        created_borrowers.add(b.pk)
     return found
 
 
-def _orm_place(batch: PlacementBatch, rows: list[CleanRow]) -> tuple[int, int]:
-    borrowers = _orm_borrowers(batch, rows)
+def _merge_row(b: Borrower, r: CleanRow) -> None:
+    b.phones = b.phones + [p for p in r.phones if p not in b.phones]
+    if r.email and r.email not in b.emails:
+        b.emails = [*b.emails, r.email]
+    if r.address:
+        b.address = r.address
+
+
+def _orm_merge_contacts(batch: PlacementBatch, rows: list[CleanRow], existing: dict[str, Borrower], *,
+                        audit_skip: set[int]) -> None:
+    """The ORM twin of the PostgreSQL merge (``_merge_contacts_sql``): new phones and emails
+    appended, the last address; audited for borrowers that were there before this batch."""
+    before: dict[int, dict] = {}
+    touched: dict[int, Borrower] = {}
+    for r in rows:
+        b = existing.get(r.borrower_key)
+        if b is None:
+            continue
+        before.setdefault(b.pk, {"phones": list(b.phones), "emails": list(b.emails), "address": b.address})
+        touched[b.pk] = b
+        _merge_row(b, r)
+    changed = [b for pk, b in touched.items()
+               if {"phones": b.phones, "emails": b.emails, "address": b.address} != before[pk]]
+    now = timezone.now()
+    for b in changed:
+        b.updated_at = now
+    Borrower.objects.bulk_update(changed, [*BORROWER_MERGED, "updated_at"])
+    n = _audit_borrower_changes(batch, ((b.pk, before[b.pk], {k: getattr(b, k) for k in BORROWER_MERGED})
+                                        for b in changed if b.pk not in audit_skip))
+    batch.report["borrowers_updated"] = batch.report.get("borrowers_updated", 0) + n
+
+
+def _orm_place(batch: PlacementBatch, rows: list[CleanRow], *, created_borrowers: set[int]) -> tuple[int, int]:
+    borrowers = _orm_borrowers(batch, rows, created_borrowers=created_borrowers)
     existing = {a.external_ref: a for a in OverdueAccount.objects.filter(
         lender_id=batch.lender_id, external_ref__in=[r.external_ref for r in rows])}
     to_create, to_update, changes = [], [], []

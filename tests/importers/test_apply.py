@@ -41,8 +41,10 @@ def test_utf8_file_is_applied_and_borrowers_are_deduplicated(lender_user, upload
     assert errors_of(batch) == [(6, "balance")]
     accounts = {a.external_ref: a for a in OverdueAccount.objects.filter(lender=lender_user.lender)}
     assert set(accounts) == {"U-001", "U-002", "U-003", "U-004"}
-    # U-001 and U-002 carry the same national ID: one borrower.
+    # U-001 and U-002 carry the same national ID: one borrower, with the details of both lines.
     assert accounts["U-001"].borrower_id == accounts["U-002"].borrower_id
+    zhang = accounts["U-002"].borrower
+    assert (zhang.phones, zhang.emails, zhang.address) == (["13800138000"], ["zhangsan@example.com"], "北京市朝阳区1号")
     assert Borrower.objects.filter(lender=lender_user.lender).count() == 3
     b = accounts["U-004"].borrower
     assert (b.phones, b.emails, b.time_zones, b.jurisdiction) == (["+12125550100"], ["john@example.com"], ["America/New_York"], "CN")
@@ -78,6 +80,42 @@ def test_later_file_updates_by_reference_and_audits_each_change(lender_user, upl
     e1 = events.get(account_id=u1.pk)
     assert e1.data["changes"] == {"balance": ["8000.50", "7000.00"]} and e1.data["batch"] == batch.pk
     assert e1.actor_id == lender_user.pk
+    assert batch.report["borrowers_updated"] == 0  # same contact details as before
+    assert audit_verify(record=False).ok
+
+
+def test_later_file_adds_new_contact_details_to_known_borrowers(lender_user, upload):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload(lender_user, "placements_utf8.csv")
+    zhang = Borrower.objects.get(national_id="110105194912310022")
+    li = Borrower.objects.get(name="李四")
+    header = "external_ref,borrower_name,national_id,phones,email,address,balance,due_date\n"
+    later = header + (
+        "U-001,张三,110105194912310022,13900000001;13800138000,zs2@example.com,北京市海淀区2号,8000.50,2025-01-15\n"
+        "U-002,张三,110105194912310022,13900000002,,,5000,2025-02-01\n"
+        "U-003,李四,,13912345678,li@example.com,,2999.99,2025-03-01\n"
+    )
+    batch = placement_batch_create(actor=lender_user, file=SimpleUploadedFile("later.csv", later.encode()), language="en")
+    batch = placement_batch_process(batch_id=batch.pk)
+    assert batch.state == "applied", batch.error_message
+    assert batch.report["borrowers_updated"] == 2
+    zhang.refresh_from_db()
+    li.refresh_from_db()
+    # Numbers and emails are added in file order, none removed; the address is the file's.
+    assert zhang.phones == ["13800138000", "13900000001", "13900000002"]
+    assert zhang.emails == ["zhangsan@example.com", "zs2@example.com"] and zhang.address == "北京市海淀区2号"
+    assert (li.phones, li.emails, li.address) == (["13912345678", "13700001111"], ["li@example.com"], "上海市")
+    events = {e.borrower_id: e.data for e in AuditEvent.objects.filter(action="cases.borrower.updated")}
+    assert events[zhang.pk] == {"batch": batch.pk, "phones_added": ["139****0001", "139****0002"],
+                                "emails_added": ["z***@example.com"], "address_changed": True}
+    assert events[li.pk]["emails_added"] == ["l***@example.com"] and events[li.pk]["address_changed"] is False
+    assert Borrower.objects.filter(lender=lender_user.lender).count() == 3  # matched, not duplicated
+    # The same file again: nothing more to add.
+    again = placement_batch_create(actor=lender_user, file=SimpleUploadedFile("later2.csv", (later + "\n").encode()),
+                                   language="en")
+    assert placement_batch_process(batch_id=again.pk).report["borrowers_updated"] == 0
+    assert AuditEvent.objects.filter(action="cases.borrower.updated").count() == 2
     assert audit_verify(record=False).ok
 
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ROWS = 300
 
 
-def _csv(rows: int, *, balance: str = "100.00", bad_every: int = 0) -> SimpleUploadedFile:
+def _csv(rows: int, *, balance: str = "100.00", bad_every: int = 0, new_phone: bool = False) -> SimpleUploadedFile:
     from stdnum.cn import ric
 
     out = io.StringIO()
@@ -33,7 +33,8 @@ def _csv(rows: int, *, balance: str = "100.00", bad_every: int = 0) -> SimpleUpl
     for i in range(rows):
         body = f"11010519800101{i % 100:03d}"  # 100 borrowers, 3 accounts each
         amount = "-5" if bad_every and i % bad_every == 0 else balance
-        out.write(f"S-{i:04d},借款人{i % 100},{body}{ric.calc_check_digit(body)},13800{i % 100:06d},{amount},2026-01-15\n")
+        phones = f"13800{i % 100:06d}" + (f";13900{i % 100:06d}" if new_phone else "")
+        out.write(f"S-{i:04d},借款人{i % 100},{body}{ric.calc_check_digit(body)},{phones},{amount},2026-01-15\n")
     return SimpleUploadedFile("shares.csv", out.getvalue().encode())
 
 
@@ -64,11 +65,15 @@ def test_a_large_batch_is_applied_in_shares_with_the_same_result(shares, lender_
     assert Borrower.objects.filter(lender=lender_user.lender).count() == 100
     assert OverdueAccount.objects.filter(lender=lender_user.lender).values("borrower").distinct().count() == 100
 
-    # A later file changing every balance: updated in shares, each change audited, chain intact.
-    again = placement_batch_create(actor=lender_user, file=_csv(ROWS, balance="90.00"), language="en")
+    # A later file changing every balance and giving every borrower a second number: updated in
+    # shares (the borrowers before the shares start), each change audited, chain intact.
+    again = placement_batch_create(actor=lender_user, file=_csv(ROWS, balance="90.00", new_phone=True), language="en")
     again = placement_batch_process(batch_id=again.pk)
     assert (again.state, again.created_count, again.updated_count) == ("applied", 0, ROWS)
+    assert again.report["borrowers_updated"] == 100
     assert AuditEvent.objects.filter(action="cases.account.updated", lender_id=lender_user.lender_id).count() == ROWS
+    assert AuditEvent.objects.filter(action="cases.borrower.updated", lender_id=lender_user.lender_id).count() == 100
+    assert all(len(p) == 2 for p in Borrower.objects.filter(lender=lender_user.lender).values_list("phones", flat=True))
     assert audit_verify(record=False).ok
 
 
