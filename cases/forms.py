@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from . import selectors
 from .models import ContactAttempt, Lender, OverdueAccount, User
 
 MONEY = {"max_digits": 14, "decimal_places": 2, "min_value": Decimal("0.01")}
@@ -83,6 +84,14 @@ class OutreachForm(forms.Form):
         help_text=_("Leave empty for now. Your time zone."),
     )
     notes = forms.CharField(label=_("Notes"), required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
+    second_collector = forms.ModelChoiceField(
+        label=_("Second collector"), queryset=None, required=False,
+        help_text=_("Field visits: who goes with you (China: at least two collectors)."),
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["second_collector"].queryset = selectors.second_collector_choices(user=user)
 
 
 class PromiseForm(forms.Form):

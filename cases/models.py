@@ -267,6 +267,11 @@ class ContactAttempt(models.Model):
     borrower = models.ForeignKey(Borrower, on_delete=models.PROTECT, related_name="contact_attempts")
     account = models.ForeignKey(OverdueAccount, on_delete=models.PROTECT, related_name="contact_attempts")
     agent = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # A field visit's second collector (CN: home visits by at least two collectors).
+    second_collector = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        verbose_name=_("second collector"),
+    )
     channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
     direction = models.CharField(_("direction"), max_length=10, choices=Direction.choices, default=Direction.OUTBOUND)
     party = models.CharField(_("contacted party"), max_length=12, choices=Party.choices, default=Party.BORROWER)

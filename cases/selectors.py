@@ -29,6 +29,12 @@ def account_list_for_user(*, user: User) -> QuerySet[OverdueAccount]:
     return qs.none()
 
 
+def second_collector_choices(*, user: User | None) -> QuerySet[User]:
+    """Who may go on a field visit with ``user``: the other active agents and supervisors."""
+    qs = User.objects.filter(is_active=True, role__in=(User.Role.AGENT, User.Role.SUPERVISOR)).order_by("username")
+    return qs.exclude(pk=user.pk) if user is not None else qs
+
+
 def mask_phone(value: str) -> str:
     value = str(value)
     return value if len(value) < 7 else f"{value[:3]}****{value[-4:]}"

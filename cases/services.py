@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from compliance import rules
 from compliance.audit import audit_log
@@ -70,6 +71,17 @@ def _validate_outreach(*, channel: str, outcome: str, direction: str, party: str
         raise ValidationError(errors)
 
 
+def _validate_second_collector(*, second_collector: User | None, actor: User | None, channel: str) -> None:
+    if second_collector is None:
+        return
+    if channel != ContactAttempt.Channel.VISIT:
+        raise ValidationError({"second_collector": _("Only a field visit has a second collector.")})
+    if not second_collector.is_active or second_collector.role not in (User.Role.AGENT, User.Role.SUPERVISOR):
+        raise ValidationError({"second_collector": _("The second collector must be an active agent or supervisor.")})
+    if actor is not None and second_collector.pk == actor.pk:
+        raise ValidationError({"second_collector": _("The second collector must be someone else.")})
+
+
 def contact_attempt_record(
     *,
     account: OverdueAccount,
@@ -82,6 +94,7 @@ def contact_attempt_record(
     occurred_at: datetime | None = None,
     notes: str = "",
     source: str = ContactAttempt.Source.WEB,
+    second_collector: User | None = None,
 ) -> ContactAttempt:
     """The one write path for outreach: check, then record or refuse, both audited.
 
@@ -91,6 +104,7 @@ def contact_attempt_record(
     """
     occurred_at = occurred_at or clock.now()
     _validate_outreach(channel=channel, outcome=outcome, direction=direction, party=party, occurred_at=occurred_at)
+    _validate_second_collector(second_collector=second_collector, actor=actor, channel=channel)
     refused: rules.Decision | None = None
     with transaction.atomic():
         borrower = Borrower.objects.select_for_update().get(pk=account.borrower_id)
@@ -102,7 +116,8 @@ def contact_attempt_record(
             facts=borrower_facts(borrower=borrower),
             history=borrower_history(borrower_id=borrower.pk, policy=policy, at=occurred_at),
             proposal=rules.Proposal(
-                at=occurred_at, channel=channel, account_id=account.pk, party=party, direction=direction, phone=phone
+                at=occurred_at, channel=channel, account_id=account.pk, party=party, direction=direction, phone=phone,
+                collectors=2 if second_collector else 1,
             ),
         )
         common = dict(
@@ -112,6 +127,7 @@ def contact_attempt_record(
         proposal_data = {
             "channel": channel, "outcome": outcome, "direction": direction, "party": party,
             "occurred_at": occurred_at, "source": source,
+            **({"second_collector": second_collector.get_username()} if second_collector else {}),
         }
         if not decision.allowed:
             audit_log(
@@ -126,7 +142,7 @@ def contact_attempt_record(
                     lender_id=account.lender_id, borrower=borrower, account=account,
                     agent=actor if getattr(actor, "is_authenticated", False) else None,
                     channel=channel, direction=direction, party=party, outcome=outcome, phone=phone,
-                    occurred_at=occurred_at, notes=notes, source=source,
+                    occurred_at=occurred_at, notes=notes, source=source, second_collector=second_collector,
                     policy_code=decision.policy_code, policy_version=decision.policy_version,
                 )
                 attempt.full_clean()

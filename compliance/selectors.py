@@ -99,13 +99,14 @@ def contact_check(
     direction: str = "outbound",
     party: str = "borrower",
     phone: str = "",
+    collectors: int = 1,
 ) -> rules.Decision:
     """Would this outreach be lawful? Pure read: records nothing."""
     borrower = account.borrower
     policy = policy_in_force(code=borrower.jurisdiction, at=at)
     proposal = rules.Proposal(
         at=at, channel=channel, account_id=account.pk, party=party, direction=direction,
-        phone=phone or default_phone(borrower=borrower, channel=channel),
+        phone=phone or default_phone(borrower=borrower, channel=channel), collectors=collectors,
     )
     return rules.evaluate(
         policy=policy,

@@ -114,7 +114,8 @@ def policy_whatif_replay(
         .order_by("borrower_id", "occurred_at", "id")
         .values_list(
             "borrower_id", "occurred_at", "channel", "outcome", "account_id", "party", "direction", "phone",
-            "borrower__time_zones", "borrower__after_hours_consent", *(f"borrower__{f}" for f in HOLD_FIELDS),
+            "borrower__time_zones", "borrower__after_hours_consent", "second_collector_id",
+            *(f"borrower__{f}" for f in HOLD_FIELDS),
         )
     )
     draft = ReplayResult(policy_label=f"{policy.code} v{policy.version} ({policy.get_status_display()})")
@@ -127,10 +128,10 @@ def policy_whatif_replay(
     times: list[datetime] = []
     facts = None
     for row in qs.iterator(chunk_size=5000):
-        borrower_id, at, channel, outcome, account_id, party, direction, phone, zones, consent = row[:10]
+        borrower_id, at, channel, outcome, account_id, party, direction, phone, zones, consent, partner = row[:11]
         if borrower_id != current:
             current, history, times = borrower_id, [], []
-            holds = frozenset(flag for flag, on in zip(HOLD_FIELDS, row[10:], strict=True) if on)
+            holds = frozenset(flag for flag, on in zip(HOLD_FIELDS, row[11:], strict=True) if on)
             facts = rules.BorrowerFacts(time_zones=tuple(zones) or (settings.TIME_ZONE,), holds=holds,
                                         after_hours_consent=consent)
         attempt = rules.Attempt(at=at, channel=channel, outcome=outcome, account_id=account_id, party=party,
@@ -141,7 +142,7 @@ def policy_whatif_replay(
                 break
             seen += 1
             proposal = rules.Proposal(at=at, channel=channel, account_id=account_id, party=party,
-                                      direction=direction, phone=phone)
+                                      direction=direction, phone=phone, collectors=2 if partner else 1)
             lo = bisect_right(times, at - window)
             past = history[lo:]
             for pol, result in targets:

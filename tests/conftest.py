@@ -66,12 +66,13 @@ def policies_seed() -> None:
 
     if Policy.objects.filter(version=1).exists():
         return
-    for data in json.loads((ROOT / "compliance/migrations/policies_v1.json").read_text(encoding="utf-8")):
-        Policy.objects.get_or_create(
-            code=data["code"], version=data["version"],
-            defaults={"name": data["name"], "status": "published", "rules": data,
-                      "effective_from": datetime.fromisoformat(data["effective_from"]).replace(tzinfo=UTC)},
-        )
+    for name in ("policies_v1.json", "policies_v2.json"):
+        for data in json.loads((ROOT / "compliance/migrations" / name).read_text(encoding="utf-8")):
+            Policy.objects.get_or_create(
+                code=data["code"], version=data["version"],
+                defaults={"name": data["name"], "status": "published", "rules": data,
+                          "effective_from": datetime.fromisoformat(data["effective_from"]).replace(tzinfo=UTC)},
+            )
 
 
 @pytest.fixture(autouse=True)

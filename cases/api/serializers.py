@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from cases.models import ContactAttempt, OverdueAccount
+from cases.models import ContactAttempt, OverdueAccount, User
 from cases.selectors import mask_phone
 
 
@@ -30,7 +30,7 @@ class ContactAttemptSerializer(serializers.ModelSerializer):
         model = ContactAttempt
         fields = [
             "id", "account", "channel", "direction", "party", "outcome", "occurred_at", "recorded_at", "notes",
-            "source", "policy_code", "policy_version", "agent",
+            "source", "policy_code", "policy_version", "agent", "second_collector",
         ]
         read_only_fields = fields
 
@@ -43,6 +43,10 @@ class ContactAttemptInputSerializer(serializers.Serializer):
     occurred_at = serializers.DateTimeField(required=False)
     phone = serializers.CharField(required=False, allow_blank=True, max_length=32, default="")
     notes = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    second_collector = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True), required=False, allow_null=True, default=None,
+        help_text="User id of the second collector on a field visit (CN: visits need two collectors).",
+    )
 
     def validate_occurred_at(self, value):
         return _aware(value, self.initial_data.get("occurred_at"))
@@ -54,6 +58,8 @@ class ContactCheckQuerySerializer(serializers.Serializer):
     direction = serializers.ChoiceField(choices=ContactAttempt.Direction.choices, default="outbound")
     party = serializers.ChoiceField(choices=ContactAttempt.Party.choices, default="borrower")
     phone = serializers.CharField(required=False, allow_blank=True, max_length=32, default="")
+    collectors = serializers.IntegerField(required=False, min_value=1, max_value=10, default=1,
+                                          help_text="Staff going on a field visit.")
 
     def validate_at(self, value):
         return _aware(value, self.initial_data.get("at"))

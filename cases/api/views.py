@@ -67,7 +67,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         q = query.validated_data
         decision = contact_check(
             account=account, channel=q["channel"], at=q.get("at") or timezone.now(),
-            direction=q["direction"], party=q["party"], phone=q["phone"],
+            direction=q["direction"], party=q["party"], phone=q["phone"], collectors=q["collectors"],
         )
         return Response(decision_as_dict(decision))
 

@@ -22,6 +22,7 @@ RULE_TITLES = {
     "CN.UNANSWERED_PER_NUMBER": _("Daily limit of unanswered calls to this number reached"),
     "CN.CONVERSATIONS_PER_DAY": _("Daily limit of conversations with the borrower reached"),
     "CN.THIRD_PARTY": _("Third parties may be contacted only when the borrower is unreachable"),
+    "CN.VISIT_TWO_COLLECTORS": _("Field visits need at least two collectors"),
     "US.REGF.CALL_FREQUENCY": _("Call limit for this debt in 7 days reached"),
     "US.REGF.POST_CONVERSATION": _("No calls within 7 days after a telephone conversation"),
     "US-MA.940CMR.TELEPHONE_FREQUENCY": _("Massachusetts limit of 2 calls per 7 days reached"),

@@ -121,7 +121,7 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
     ]
     forms = forms or {}
     defaults = {
-        "outreach": lambda: OutreachForm(),
+        "outreach": lambda: OutreachForm(user=user),
         "promise": lambda: PromiseForm(account=account),
         "plan": lambda: PlanForm(prefix="plan"),
         "instalments": lambda: InstalmentFormSet(prefix="inst"),
@@ -204,14 +204,14 @@ def case_outreach(request, pk: int):
     account = _account(request, pk)
     if resp := _locked_redirect(request, account):
         return resp
-    form = OutreachForm(request.POST)
+    form = OutreachForm(request.POST, user=request.user)
     if form.is_valid():
         cd = form.cleaned_data
         try:
             services.contact_attempt_record(
                 account=account, actor=request.user, channel=cd["channel"], outcome=cd["outcome"],
                 direction=cd["direction"], party=cd["party"], occurred_at=cd["occurred_at"] or timezone.now(),
-                notes=cd["notes"], source=ContactAttempt.Source.WEB,
+                notes=cd["notes"], source=ContactAttempt.Source.WEB, second_collector=cd["second_collector"],
             )
         except services.ContactRefused as refused:
             decision = present_decision(refused.decision, borrower=account.borrower, user=request.user, channel=cd["channel"])
@@ -240,7 +240,9 @@ def case_check(request, pk: int):
         if not form.is_valid() or not form.cleaned_data.get("occurred_at"):
             return HttpResponseBadRequest(_("Enter a valid date and time."))
         at = form.cleaned_data["occurred_at"]
-    decision = contact_check(account=account, channel=channel, at=at, direction=direction, party=party)
+    collectors = 2 if request.GET.get("second_collector") else 1  # who it is is checked when recording
+    decision = contact_check(account=account, channel=channel, at=at, direction=direction, party=party,
+                             collectors=collectors)
     shown = present_decision(decision, borrower=account.borrower, user=request.user, channel=channel)
     shown["label"] = dict(ContactAttempt.Channel.choices)[channel]
     return render(request, "cases/_decision.html", {"d": shown, "live": True})

@@ -41,8 +41,11 @@ and ``parties`` (proposal parties it restricts *and* history parties it counts; 
     Applies to third-party proposals: allowed only if, in the last ``days`` days, there were at least
     ``min_attempts`` outbound borrower attempts on ``attempt_channels``, all with ``failed_outcomes``, and
     no borrower contact (either direction) with ``contact_outcomes``; ``scope`` "borrower" or "account".
+``team``
+    ``min_collectors`` (>= 2): an in-person proposal on ``channels`` (default ["visit"]) needs at least
+    that many staff present (``Proposal.collectors``); otherwise refused with no predicted time.
 
-See ``SEED_POLICIES`` (compliance/rules/seeds.py) for complete examples.
+See ``SEED_POLICIES`` and ``POLICY_UPDATES`` (compliance/rules/seeds.py) for complete examples.
 """
 
 from .engine import evaluate, history_window
@@ -64,11 +67,12 @@ from .policy import (
     HoldRule,
     Policy,
     Rule,
+    TeamRule,
     ThirdPartyRule,
     TimeWindowRule,
     Window,
 )
-from .seeds import AU_NATIONAL_HOLIDAYS, SEED_POLICIES
+from .seeds import AU_NATIONAL_HOLIDAYS, POLICY_UPDATES, SEED_POLICIES
 
 __all__ = [
     "AU_NATIONAL_HOLIDAYS",
@@ -78,6 +82,7 @@ __all__ = [
     "NOT_CONNECTED_OUTCOMES",
     "OUTCOMES",
     "SEED_POLICIES",
+    "POLICY_UPDATES",
     "Attempt",
     "BorrowerFacts",
     "CooldownRule",
@@ -87,6 +92,7 @@ __all__ = [
     "Policy",
     "Proposal",
     "Rule",
+    "TeamRule",
     "ThirdPartyRule",
     "TimeWindowRule",
     "Violation",

@@ -75,9 +75,12 @@ class Proposal:
     party: str = "borrower"
     direction: str = "outbound"
     phone: str = ""
+    collectors: int = 1  # staff going in person (a field visit)
 
     def __post_init__(self) -> None:
         _check_aware(self.at, "Proposal.at")
+        if not isinstance(self.collectors, int) or isinstance(self.collectors, bool) or self.collectors < 1:
+            raise ValueError(f"Proposal.collectors must be a whole number >= 1, got {self.collectors!r}.")
         _check_choice(self.channel, CHANNELS, "Proposal.channel")
         _check_choice(self.party, PARTIES, "Proposal.party")
         _check_choice(self.direction, DIRECTIONS, "Proposal.direction")

@@ -816,8 +816,57 @@ class _ThirdPartyBound(Bound):
         ))
 
 
+# ---- field-visit team ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeamRule(Rule):
+    """An in-person visit needs at least ``min_collectors`` staff present (CN: two collectors).
+    Waiting does not help, so no lawful time is predicted: the visit needs another collector."""
+
+    type: ClassVar[str] = "team"
+
+    channels: tuple[str, ...] = ("visit",)
+    min_collectors: int = 2
+
+    def to_dict(self) -> dict:
+        return {**self._base_dict(), "min_collectors": self.min_collectors}
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> TeamRule:
+        kwargs = cls._base_kwargs(r)
+        kwargs["channels"] = r.choices("channels", CHANNELS, ("visit",))
+        return cls(**kwargs, min_collectors=r.int("min_collectors", 2, minimum=2))
+
+    def bind(self, ctx: Context) -> Bound:
+        return _TeamBound(self, ctx.proposal.collectors)
+
+
+class _TeamBound(Bound):
+    predictable = False
+
+    def __init__(self, rule: TeamRule, collectors: int) -> None:
+        self.rule = rule
+        self.collectors = collectors
+
+    def ok(self, t: datetime) -> bool:
+        return self.collectors >= self.rule.min_collectors
+
+    def earliest(self, t: datetime) -> datetime | None:
+        return t if self.ok(t) else None
+
+    def violation(self, t: datetime) -> Violation | None:
+        if self.ok(t):
+            return None
+        return _violation(self.rule, text(
+            gettext_noop("A field visit needs at least %(min)s collectors present; %(count)s recorded."
+                         " Name the second collector who goes on the visit."),
+            min=self.rule.min_collectors, count=self.collectors,
+        ))
+
+
 RULE_TYPES: dict[str, type[Rule]] = {
-    cls.type: cls for cls in (TimeWindowRule, FrequencyRule, CooldownRule, HoldRule, ThirdPartyRule)
+    cls.type: cls for cls in (TimeWindowRule, FrequencyRule, CooldownRule, HoldRule, ThirdPartyRule, TeamRule)
 }
 
 

@@ -1,4 +1,5 @@
-"""Version-1 contact policies for US, US-MA, CN and AU, as plain data (see the package docstring)."""
+"""Version-1 contact policies for US, US-MA, CN and AU, and the later versions, as plain data (see the
+package docstring). Each version is also frozen as JSON beside the migration that seeds it."""
 
 from __future__ import annotations
 
@@ -244,4 +245,22 @@ SEED_POLICIES: list[dict] = [
     _policy("US-MA", "Massachusetts (FDCPA / Regulation F + 940 CMR 7.00)", _MA_RULES),
     _policy("CN", "China (CBA guideline / internet consumer-credit collection standard)", _CN_RULES),
     _policy("AU", "Australia (ACCC/ASIC Debt collection guideline)", _AU_RULES),
+]
+
+
+# Later versions. CN v2 (2026): field visits by at least two collectors.
+_CN_V2_RULES: list[dict] = [
+    *_CN_RULES,
+    {
+        "type": "team",
+        "code": "CN.VISIT_TWO_COLLECTORS",
+        "citation": f"{_CN_GUIDELINE}; {_CN_STANDARD} (home visits by at least two collectors)",
+        "channels": ["visit"],
+        "min_collectors": 2,
+    },
+]
+
+POLICY_UPDATES: list[dict] = [
+    {**_policy("CN", "China (CBA guideline / internet consumer-credit collection standard)", _CN_V2_RULES),
+     "version": 2, "effective_from": "2026-01-01"},
 ]

@@ -267,20 +267,21 @@ def test_whatif_replay_is_bounded(world):
 def test_draft_and_publish_through_the_console_are_audited(client, world):
     client.force_login(world["sup"])
     rules = Policy.objects.get(code="CN", version=1).rules["rules"]
+    nxt = Policy.objects.filter(code="CN").order_by("-version").first().version + 1
     import json
 
     response = client.post(reverse("supervisor-policy-draft", args=["CN"]), {
-        "name": "CN v2", "effective_from": "2030-01-01T09:00", "rules": json.dumps(rules)})
-    draft = Policy.objects.get(code="CN", version=2)
+        "name": f"CN v{nxt}", "effective_from": "2030-01-01T09:00", "rules": json.dumps(rules)})
+    draft = Policy.objects.get(code="CN", version=nxt)
     assert response.status_code == 302 and draft.status == "draft"
     bad = client.post(reverse("supervisor-policy-draft", args=["CN"]), {
         "name": "x", "effective_from": "2030-01-01T09:00", "rules": '[{"type": "nonsense"}]'})
-    assert bad.status_code == 200 and not Policy.objects.filter(code="CN", version=3).exists()
+    assert bad.status_code == 200 and not Policy.objects.filter(code="CN", version=nxt + 1).exists()
     client.post(reverse("supervisor-policy-publish", args=[draft.pk]))
     draft.refresh_from_db()
     assert draft.status == "published"
     ev = AuditEvent.objects.filter(action="compliance.policy.published").get()
-    assert ev.actor_id == world["sup"].pk and ev.data["version"] == 2
+    assert ev.actor_id == world["sup"].pk and ev.data["version"] == nxt
 
 
 def test_agent_settings_are_audited(client, world):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from compliance.rules import SEED_POLICIES, Attempt, BorrowerFacts, Policy, Proposal, evaluate
+from compliance.rules import POLICY_UPDATES, SEED_POLICIES, Attempt, BorrowerFacts, Policy, Proposal, evaluate
 
-POLICIES = {data["code"]: Policy.from_dict(data) for data in SEED_POLICIES}
+# The latest version of each policy (later versions override the first ones).
+POLICIES = {data["code"]: Policy.from_dict(data) for data in [*SEED_POLICIES, *POLICY_UPDATES]}
 
 
 def local(zone: str, *args: int) -> datetime:

@@ -13,6 +13,7 @@ from compliance.rules import (
     CHANNELS,
     HOLD_FLAGS,
     OUTCOMES,
+    POLICY_UPDATES,
     SEED_POLICIES,
     Attempt,
     BorrowerFacts,
@@ -53,7 +54,7 @@ def test_inbound_is_always_allowed(code):
     at = local(NY, 2025, 12, 25, 3, 0)
     d = check(code, at, history=history, holds=frozenset(HOLD_FLAGS), direction="inbound")
     assert d.allowed and d.violations == () and d.next_allowed_at == at
-    assert (d.policy_code, d.policy_version) == (code, 1)
+    assert (d.policy_code, d.policy_version) == (code, POLICIES[code].version)
 
 
 def test_naive_datetimes_are_rejected():
@@ -207,3 +208,41 @@ def test_evaluate_is_fast():
             evaluate(policy=policy, facts=facts, history=history, proposal=proposal)
         per_call = (timer.perf_counter() - start) / runs
         assert per_call < 0.001, (code, per_call)
+
+
+# ---- CN v2: field visits by two collectors ----------------------------------------------------
+
+
+def test_cn_field_visit_needs_two_collectors():
+    at = local("Asia/Shanghai", 2026, 6, 10, 10, 0)
+    alone = check("CN", at, zones=("Asia/Shanghai",), channel="visit")
+    assert not alone.allowed and codes(alone) == {"CN.VISIT_TWO_COLLECTORS"}
+    assert alone.next_allowed_at is None  # waiting does not help: another collector does
+    assert alone.violations[0].message.startswith("A field visit needs at least 2 collectors present; 1 recorded.")
+    assert check("CN", at, zones=("Asia/Shanghai",), channel="visit", collectors=2).allowed
+    assert check("CN", at, zones=("Asia/Shanghai",), channel="call").allowed  # other channels: no team needed
+    assert check("US", local(NY, 2026, 6, 10, 10, 0), channel="visit").allowed  # not a US rule
+    # Still refused at night with two: the other rules apply as before.
+    night = check("CN", local("Asia/Shanghai", 2026, 6, 10, 23, 0), zones=("Asia/Shanghai",), channel="visit",
+                  collectors=2)
+    assert codes(night) == {"CN.QUIET_HOURS"}
+
+
+def test_cn_v1_stays_as_it_was():
+    v1 = Policy.from_dict(next(p for p in SEED_POLICIES if p["code"] == "CN"))
+    assert "team" not in {type(r).type for r in v1.rules}
+    assert next(p for p in POLICY_UPDATES if p["code"] == "CN")["rules"][:-1] == \
+        next(p for p in SEED_POLICIES if p["code"] == "CN")["rules"]
+
+
+@pytest.mark.parametrize("bad", [{"min_collectors": 1}, {"min_collectors": "two"}, {"channels": ["fax"]}])
+def test_team_rule_data_is_checked(bad):
+    with pytest.raises(ValueError):
+        Policy.from_dict({"code": "X", "version": 1, "name": "x", "effective_from": "2026-01-01", "rules": [
+            {"type": "team", "code": "X.TEAM", "citation": "c", **bad}]})
+
+
+def test_proposal_collectors_must_be_a_positive_whole_number():
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError):
+            Proposal(at=P, channel="visit", account_id=1, collectors=bad)
