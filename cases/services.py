@@ -56,17 +56,19 @@ class ContactRefused(Exception):
 def _validate_outreach(*, channel: str, outcome: str, direction: str, party: str, occurred_at: datetime) -> None:
     errors = {}
     if channel not in ContactAttempt.Channel.values:
-        errors["channel"] = f"Unknown channel {channel!r}; use one of {', '.join(ContactAttempt.Channel.values)}."
+        errors["channel"] = _("Unknown channel %(value)s; use one of %(choices)s.") % {
+            "value": repr(channel), "choices": ", ".join(ContactAttempt.Channel.values)}
     if outcome not in ContactAttempt.Outcome.values:
-        errors["outcome"] = f"Unknown outcome {outcome!r}; use one of {', '.join(ContactAttempt.Outcome.values)}."
+        errors["outcome"] = _("Unknown outcome %(value)s; use one of %(choices)s.") % {
+            "value": repr(outcome), "choices": ", ".join(ContactAttempt.Outcome.values)}
     if direction not in ContactAttempt.Direction.values:
-        errors["direction"] = f"Unknown direction {direction!r}."
+        errors["direction"] = _("Unknown direction %(value)s.") % {"value": repr(direction)}
     if party not in ContactAttempt.Party.values:
-        errors["party"] = f"Unknown party {party!r}."
+        errors["party"] = _("Unknown party %(value)s.") % {"value": repr(party)}
     if timezone.is_naive(occurred_at):
-        errors["occurred_at"] = "Time must include a time zone offset."
+        errors["occurred_at"] = _("Time must include a time zone offset.")
     elif occurred_at > clock.now() + MAX_CLOCK_SKEW:
-        errors["occurred_at"] = "An outreach cannot be logged in the future."
+        errors["occurred_at"] = _("An outreach cannot be logged in the future.")
     if errors:
         raise ValidationError(errors)
 
