@@ -74,6 +74,7 @@ COMPARED = ("balance", "principal", "due_date", "last_payment_date", "currency",
 # What a later file may change on an existing borrower: phones and emails are added to (never
 # removed), the address replaced. Name and identity stay.
 BORROWER_MERGED = ("phones", "emails", "address")
+ACCOUNT_CHANGE_COLUMNS = "id, borrower_id, external_ref, old, new"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -737,11 +738,12 @@ def _pg_place_shares(table: str, batch: PlacementBatch, rows: int, *, alone: boo
         fut.result()
     # The audit chain is locked only now, after the other shares committed theirs: taking it
     # earlier, while waiting for them, would deadlock with their audit writes.
-    batch.report["borrowers_updated"] = _audit_borrower_changes(batch, _iter_borrower_changes(borrower_changes))
+    batch.report["borrowers_updated"] = _audit_borrower_changes(
+        batch, _iter_table(borrower_changes, "id, old, new", json_from=1) if borrower_changes else ())
     if main is not None:
         created, updated, changes = main
         if changes:
-            _audit_changes(batch, _iter_table(changes))
+            _audit_changes(batch, _iter_table(changes, ACCOUNT_CHANGE_COLUMNS, json_from=3))
         PlacementBatchPart.objects.create(batch_id=batch.pk, part=0, parts=shares, created_count=created,
                                           updated_count=updated)
     parts = PlacementBatchPart.objects.filter(batch_id=batch.pk)
@@ -753,7 +755,7 @@ def _pg_place_share_thread(table: str, batch: PlacementBatch, part: int, shares:
         with transaction.atomic():
             created, updated, changes = _pg_place_share(table, batch, part, shares, timings)
             if changes:
-                _audit_changes(batch, _iter_table(changes))
+                _audit_changes(batch, _iter_table(changes, ACCOUNT_CHANGE_COLUMNS, json_from=3))
             PlacementBatchPart.objects.create(batch_id=batch.pk, part=part, parts=shares, created_count=created,
                                               updated_count=updated)
         _progress(batch.pk, created_count=F("created_count") + created, updated_count=F("updated_count") + updated)
@@ -915,32 +917,17 @@ def _pg_place(table: str, batch: PlacementBatch, *, suffix: str, timings: dict) 
     return created, updated, (changes if updated else None)
 
 
-def _iter_table(table: str) -> Iterator[tuple]:
+def _iter_table(table: str, columns: str, *, json_from: int) -> Iterator[tuple]:
+    """A temp table's rows in id order, 5,000 at a time (keyset); the columns from ``json_from`` on are jsonb."""
     last = 0
     while True:
         with connection.cursor() as cur:
-            cur.execute(f"SELECT id, borrower_id, external_ref, old, new FROM {table} WHERE id > %s ORDER BY id LIMIT 5000", [last])
+            cur.execute(f"SELECT {columns} FROM {table} WHERE id > %s ORDER BY id LIMIT 5000", [last])
             rows = cur.fetchall()
         if not rows:
             return
         for r in rows:
-            old, new = (json.loads(v) if isinstance(v, str) else v for v in (r[3], r[4]))
-            yield r[0], r[1], r[2], old, new
-        last = rows[-1][0]
-
-
-def _iter_borrower_changes(table: str | None) -> Iterator[tuple[int, dict, dict]]:
-    if table is None:
-        return
-    last = 0
-    while True:
-        with connection.cursor() as cur:
-            cur.execute(f"SELECT id, old, new FROM {table} WHERE id > %s ORDER BY id LIMIT 5000", [last])
-            rows = cur.fetchall()
-        if not rows:
-            return
-        for r in rows:
-            yield r[0], *(json.loads(v) if isinstance(v, str) else v for v in (r[1], r[2]))
+            yield (*r[:json_from], *(json.loads(v) if isinstance(v, str) else v for v in r[json_from:]))
         last = rows[-1][0]
 
 
