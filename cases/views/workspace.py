@@ -201,26 +201,15 @@ def _done(request, account, message: str):
 @require_POST
 @workspace_view
 def case_outreach(request, pk: int):
-    account = _account(request, pk)
-    if resp := _locked_redirect(request, account):
-        return resp
-    form = OutreachForm(request.POST, user=request.user)
-    if form.is_valid():
-        cd = form.cleaned_data
-        try:
-            services.contact_attempt_record(
-                account=account, actor=request.user, channel=cd["channel"], outcome=cd["outcome"],
-                direction=cd["direction"], party=cd["party"], occurred_at=cd["occurred_at"] or timezone.now(),
-                notes=cd["notes"], source=ContactAttempt.Source.WEB, second_collector=cd["second_collector"],
-            )
-        except services.ContactRefused as refused:
-            decision = present_decision(refused.decision, borrower=account.borrower, user=request.user, channel=cd["channel"])
-            return _render_case(request, account, forms={"outreach": form}, refusal=decision, status=409)
-        except ValidationError as exc:
-            _add_errors(form, exc)
-        else:
-            return _done(request, account, _("Outreach recorded."))
-    return _render_case(request, account, forms={"outreach": form}, status=400)
+    return _simple_action(
+        request, pk, key="outreach", form_class=OutreachForm, form_kwargs=lambda account: {"user": request.user},
+        save=lambda account, cd: services.contact_attempt_record(
+            account=account, actor=request.user, channel=cd["channel"], outcome=cd["outcome"],
+            direction=cd["direction"], party=cd["party"], occurred_at=cd["occurred_at"],  # None: the service's now
+            notes=cd["notes"], source=ContactAttempt.Source.WEB, second_collector=cd["second_collector"],
+        ),
+        done=_("Outreach recorded."),
+    )
 
 
 @require_GET
@@ -248,15 +237,20 @@ def case_check(request, pk: int):
     return render(request, "cases/_decision.html", {"d": shown, "live": True})
 
 
-def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, form_takes_account: bool = False):
-    """The shared shape of a case write: lock check, form, service call, errors back on the form."""
+def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, form_kwargs=None):
+    """The shared shape of a case write: lock check, form, service call, errors back on the form;
+    a compliance refusal (outreach, callback) is shown with its rules and next lawful time (409)."""
     account = _account(request, pk)
     if resp := _locked_redirect(request, account):
         return resp
-    form = form_class(request.POST, account=account) if form_takes_account else form_class(request.POST)
+    form = form_class(request.POST, **(form_kwargs(account) if form_kwargs else {}))
     if form.is_valid():
         try:
             save(account, form.cleaned_data)
+        except services.ContactRefused as refused:
+            decision = present_decision(refused.decision, borrower=account.borrower, user=request.user,
+                                        channel=form.cleaned_data["channel"])
+            return _render_case(request, account, forms={key: form}, active=key, refusal=decision, status=409)
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
@@ -268,7 +262,7 @@ def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, f
 @workspace_view
 def case_promise(request, pk: int):
     return _simple_action(
-        request, pk, key="promise", form_class=PromiseForm, form_takes_account=True,
+        request, pk, key="promise", form_class=PromiseForm, form_kwargs=lambda account: {"account": account},
         save=lambda account, cd: services.promise_create(actor=request.user, account=account, **cd),
         done=_("Promise to pay recorded."),
     )
@@ -310,23 +304,12 @@ def case_payment(request, pk: int):
 @require_POST
 @workspace_view
 def case_callback(request, pk: int):
-    account = _account(request, pk)
-    if resp := _locked_redirect(request, account):
-        return resp
-    form = CallbackForm(request.POST)
-    if form.is_valid():
-        cd = form.cleaned_data
-        try:
-            services.callback_schedule(actor=request.user, account=account, due_at=cd["due_at"],
-                                       channel=cd["channel"], note=cd["note"])
-        except services.ContactRefused as refused:
-            decision = present_decision(refused.decision, borrower=account.borrower, user=request.user, channel=cd["channel"])
-            return _render_case(request, account, forms={"callback": form}, active="callback", refusal=decision, status=409)
-        except ValidationError as exc:
-            _add_errors(form, exc)
-        else:
-            return _done(request, account, _("Callback scheduled."))
-    return _render_case(request, account, forms={"callback": form}, active="callback", status=400)
+    return _simple_action(
+        request, pk, key="callback", form_class=CallbackForm,
+        save=lambda account, cd: services.callback_schedule(actor=request.user, account=account, due_at=cd["due_at"],
+                                                            channel=cd["channel"], note=cd["note"]),
+        done=_("Callback scheduled."),
+    )
 
 
 @require_POST
