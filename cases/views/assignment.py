@@ -16,6 +16,7 @@ from cases import selectors, services
 from cases.forms import AssignForm, AssignmentFilterForm
 from cases.models import Lender, OverdueAccount
 
+from .presenters import page_query
 from .workspace import agents_for_assignment
 
 
@@ -64,9 +65,7 @@ def assignment(request):
         qs = qs.filter(Q(borrower__name__icontains=q) | Q(external_ref__icontains=q))
     qs = qs.order_by("-days_past_due", "-balance", "id")
     page = Paginator(qs, cd.get("per") or 25).get_page(request.GET.get("page"))
-    params = request.GET.copy()
-    params.pop("page", None)
     return render(request, "cases/assignment.html", {
-        "filter": filt, "page": page, "assign_form": AssignForm(agents=agents), "query": params.urlencode(),
+        "filter": filt, "page": page, "assign_form": AssignForm(agents=agents), "query": page_query(request),
         "now": timezone.now(),
     })

@@ -22,6 +22,8 @@ from cases.models import Lender, PlacementBatch
 from cases.selectors import mask_national_id, mask_phone
 from servicing.throttle import LENDER_SIGNUPS, client_address
 
+from .presenters import page_query
+
 
 def lender_view(view):
     """Signed-in users of a lender only; everything they see is their own lender's."""
@@ -104,7 +106,8 @@ def portal_accounts(request):
     for acc in page:
         acc.phones_masked = ", ".join(mask_phone(p) for p in acc.borrower.phones)
         acc.national_id_masked = mask_national_id(acc.borrower.national_id)
-    return render(request, "portal/accounts.html", {"form": form, "page": page, "q": q, "status": status})
+    return render(request, "portal/accounts.html", {"form": form, "page": page, "q": q, "status": status,
+                                                    "query": page_query(request)})
 
 
 @lender_view

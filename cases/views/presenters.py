@@ -88,3 +88,10 @@ def present_decision(decision: rules.Decision | None, *, borrower, user, channel
         "next_agent": fmt_in(nxt, tz) if nxt and not decision.allowed else "",
         "agent_zone": str(tz),
     }
+
+
+def page_query(request) -> str:
+    """The request's GET parameters without ``page``, for the pager's links (templates/_pager.html)."""
+    params = request.GET.copy()
+    params.pop("page", None)
+    return params.urlencode()

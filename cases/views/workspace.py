@@ -32,7 +32,7 @@ from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, User
 from compliance.selectors import contact_check
 from reminders.selectors import notification_list_for_user
 
-from .presenters import AUDIT_LABELS, agent_zone, fmt_in, present_decision
+from .presenters import AUDIT_LABELS, agent_zone, fmt_in, page_query, present_decision
 
 
 def workspace_view(view):
@@ -95,12 +95,10 @@ def queue(request):
         row.status = present_decision(row.decision, borrower=row.account.borrower, user=user, channel="call")
         row.phone = selectors.mask_phone(row.account.borrower.phones[0]) if row.account.borrower.phones else ""
         row.lock_until = fmt_in(row.account.locked_until, tz) if row.locked_by_other else ""
-    params = request.GET.copy()
-    params.pop("page", None)
     # Unread reminders for the agent (callbacks due, promises due today), shown above the queue.
     notifications = list(notification_list_for_user(user=user, unread_only=True)[:5])
     return render(request, "cases/queue.html", {
-        "form": form, "page": page, "rows": rows, "query": params.urlencode(), "agent_zone": str(tz),
+        "form": form, "page": page, "rows": rows, "query": page_query(request), "agent_zone": str(tz),
         "notifications": notifications,
     })
 
