@@ -24,5 +24,5 @@ test: install  ## the whole suite; services it finds are used, REQUIRE_SERVICES=
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 BENCHES := compliance_check queue_page import_accounts ageing audit_search
-bench: install  ## all benchmarks against PostgreSQL (BENCH_DATABASE_URL, default servicing_bench on loopback); one: make bench BENCHES=queue_page
+bench: install  ## all benchmarks against PostgreSQL on loopback (servicing_bench_<script>, or BENCH_DATABASE_URL); one: make bench BENCHES=queue_page
 	for b in $(BENCHES); do echo "== $$b"; $(PY) bench/$$b.py || exit 1; done

@@ -1,6 +1,6 @@
 """Placement import throughput: a generated N-row CSV (default 1M) through the real import service.
 
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_h4 .venv/bin/python bench/import_accounts.py [--rows 1000000]
+    .venv/bin/python bench/import_accounts.py [--rows 1000000] [--keep-db]
 
 Reports rows/s and peak memory of ``placement_batch_process`` (stream, validate, COPY into staging,
 set-based upsert of borrowers and accounts), and, as the baseline measured in the same run, a raw
@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 DATA = ROOT / "bench" / ".data"
 os.environ.setdefault("MEDIA_ROOT", str(DATA))
-os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_h4")
 
-from _common import setup_django  # noqa: E402
+from _common import DEFAULT_URL, setup_django  # noqa: E402
 
 HEADER = ["合同编号", "借款人姓名", "身份证号", "手机号", "email", "address", "region", "product", "本金", "逾期金额",
           "currency", "到期日", "last_payment_date"]
@@ -155,8 +154,12 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(path, args.rows)
         print(f"generated {path.name} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+    url = os.environ.setdefault("BENCH_DATABASE_URL", DEFAULT_URL)
     if not args.keep_db:
-        drop_database(os.environ["BENCH_DATABASE_URL"])
+        # Each run starts from an empty database, so this script only drops one that is plainly a bench's.
+        if not url.rsplit("/", 1)[1].startswith("servicing_bench_"):
+            sys.exit(f"refusing to drop {url}: name a database servicing_bench_..., or pass --keep-db")
+        drop_database(url)
     setup_django()
     from django.utils import timezone
 
