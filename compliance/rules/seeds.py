@@ -120,7 +120,6 @@ _CN_RULES: list[dict] = [
         "code": "CN.CONVERSATIONS_PER_DAY",
         "citation": f"{_CN_STANDARD} (conversations with the borrower per day)",
         "channels": ["call"],
-        "parties": ["borrower"],
         "count_channels": ["call"],
         "count_outcomes": list(CONVERSATION_OUTCOMES),
         "period": "day",
@@ -248,9 +247,11 @@ SEED_POLICIES: list[dict] = [
 ]
 
 
-# Later versions. CN v2 (2026): field visits by at least two collectors.
+# Later versions. CN v2 (2026): the daily conversation cap limits calls to the borrower only (v1
+# also refused calls to third parties once it was reached), and field visits need two collectors.
 _CN_V2_RULES: list[dict] = [
-    *_CN_RULES,
+    {**r, "parties": ["borrower"]} if r["code"] == "CN.CONVERSATIONS_PER_DAY" else r for r in _CN_RULES
+] + [
     {
         "type": "team",
         "code": "CN.VISIT_TWO_COLLECTORS",

@@ -6,6 +6,7 @@ import copy
 import json
 import time as timer
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -229,10 +230,19 @@ def test_cn_field_visit_needs_two_collectors():
 
 
 def test_cn_v1_stays_as_it_was():
-    v1 = Policy.from_dict(next(p for p in SEED_POLICIES if p["code"] == "CN"))
-    assert "team" not in {type(r).type for r in v1.rules}
-    assert next(p for p in POLICY_UPDATES if p["code"] == "CN")["rules"][:-1] == \
-        next(p for p in SEED_POLICIES if p["code"] == "CN")["rules"]
+    v1 = next(p for p in SEED_POLICIES if p["code"] == "CN")
+    v2 = next(p for p in POLICY_UPDATES if p["code"] == "CN")
+    assert "team" not in {r["type"] for r in v1["rules"]}
+    changed = [(a["code"], {k for k in {*a, *b} if a.get(k) != b.get(k)}) for a, b in zip(v1["rules"], v2["rules"][:-1], strict=True)
+               if a != b]
+    assert changed == [("CN.CONVERSATIONS_PER_DAY", {"parties"})] and v2["rules"][-1]["type"] == "team"
+
+
+def test_seeded_versions_are_the_frozen_files_the_migrations_load():
+    """What the engine tests check is what the database holds (migrations compliance/0003 and 0005)."""
+    frozen = Path(__file__).resolve().parents[3] / "compliance" / "migrations"
+    assert json.loads((frozen / "policies_v1.json").read_text(encoding="utf-8")) == SEED_POLICIES
+    assert json.loads((frozen / "policies_v2.json").read_text(encoding="utf-8")) == POLICY_UPDATES
 
 
 @pytest.mark.parametrize("bad", [{"min_collectors": 1}, {"min_collectors": "two"}, {"channels": ["fax"]}])
