@@ -1,4 +1,4 @@
-"""Fixed-window counters in Django's cache (Redis when REDIS_URL is set, so every web process
+"""Fixed-window counters in Django's cache (Redis when CACHE_URL is set, so every web process
 shares them): failed sign-ins per username, public lender sign-ups per client address."""
 
 from __future__ import annotations
