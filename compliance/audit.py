@@ -106,28 +106,38 @@ def audit_log(
         AuditChainHead.objects.get_or_create(chain=chain)
         head = AuditChainHead.objects.select_for_update().get(chain=chain)
         user = actor if getattr(actor, "is_authenticated", False) else None
-        event = AuditEvent(
-            chain=chain,
-            seq=head.seq + 1,
-            created_at=timezone.now(),
-            actor=user,
-            actor_label=actor_label or (user.get_username() if user else "system"),
-            lender_id=lender_id,
-            action=action,
-            subject_type=subject._meta.label_lower if subject is not None else "",
-            subject_id=str(subject.pk) if subject is not None else "",
-            account_id=account_id,
-            borrower_id=borrower_id,
-            # Round-trip through JSON so the hash is computed over exactly what the database returns.
-            data=json.loads(_canonical(_jsonable(data or {}))),
-            policy_code=policy_code,
-            policy_version=policy_version,
-            prev_hash=head.hash,
+        event = _new_event(
+            head, created=timezone.now(), user=user, label=actor_label or (user.get_username() if user else "system"),
+            e={"lender_id": lender_id, "action": action, "subject": subject, "account_id": account_id,
+               "borrower_id": borrower_id, "data": data, "policy_code": policy_code, "policy_version": policy_version},
         )
         event.hash = event_hash(event)
         event.save()
         AuditChainHead.objects.filter(chain=chain).update(seq=event.seq, hash=event.hash)
         return event
+
+
+def _new_event(head: AuditChainHead, *, created, user, label: str, e: dict) -> AuditEvent:
+    """The next event of ``head``'s chain (not saved, no hash yet) from ``audit_log``-style arguments."""
+    subject = e.get("subject")
+    return AuditEvent(
+        chain=head.chain,
+        seq=head.seq + 1,
+        created_at=created,
+        actor=user,
+        actor_label=label,
+        lender_id=e.get("lender_id"),
+        action=e["action"],
+        subject_type=subject._meta.label_lower if subject is not None else e.get("subject_type", ""),
+        subject_id=str(subject.pk) if subject is not None else str(e.get("subject_id", "")),
+        account_id=e.get("account_id"),
+        borrower_id=e.get("borrower_id"),
+        # Round-trip through JSON so the hash is computed over exactly what the database returns.
+        data=json.loads(_canonical(_jsonable(e.get("data") or {}))),
+        policy_code=e.get("policy_code", ""),
+        policy_version=e.get("policy_version"),
+        prev_hash=head.hash,
+    )
 
 
 def audit_log_many(*, events: list[dict], actor=None, actor_label: str = "", batch_size: int = 5000) -> int:
@@ -151,24 +161,7 @@ def audit_log_many(*, events: list[dict], actor=None, actor_label: str = "", bat
         rows = []
         for e in events:
             head = heads[e.get("lender_id") or 0]
-            subject = e.get("subject")
-            event = AuditEvent(
-                chain=head.chain,
-                seq=head.seq + 1,
-                created_at=created,
-                actor=user,
-                actor_label=label,
-                lender_id=e.get("lender_id"),
-                action=e["action"],
-                subject_type=subject._meta.label_lower if subject is not None else e.get("subject_type", ""),
-                subject_id=str(subject.pk) if subject is not None else str(e.get("subject_id", "")),
-                account_id=e.get("account_id"),
-                borrower_id=e.get("borrower_id"),
-                data=json.loads(_canonical(_jsonable(e.get("data") or {}))),
-                policy_code=e.get("policy_code", ""),
-                policy_version=e.get("policy_version"),
-                prev_hash=head.hash,
-            )
+            event = _new_event(head, created=created, user=user, label=label, e=e)
             event.hash = event_hash(event)
             head.seq, head.hash = event.seq, event.hash
             rows.append(event)
