@@ -80,15 +80,7 @@ def borrower_facts(*, borrower) -> rules.BorrowerFacts:
 
 def borrower_history(*, borrower_id: int, policy: rules.Policy, at: datetime) -> list[rules.Attempt]:
     """Attempts the engine needs: everything on this borrower since ``at`` minus the policy's look-back."""
-    from cases.models import ContactAttempt
-
-    rows = ContactAttempt.objects.filter(
-        borrower_id=borrower_id, occurred_at__gt=at - rules.history_window(policy)
-    ).values_list("occurred_at", "channel", "outcome", "account_id", "party", "direction", "phone")
-    return [
-        rules.Attempt(at=o, channel=c, outcome=out, account_id=a, party=p, direction=d, phone=ph)
-        for o, c, out, a, p, d, ph in rows
-    ]
+    return borrower_history_bulk(borrower_ids={borrower_id}, since=at - rules.history_window(policy))[borrower_id]
 
 
 def contact_check(
