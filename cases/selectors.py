@@ -40,6 +40,11 @@ def mask_phone(value: str) -> str:
     return value if len(value) < 7 else f"{value[:3]}****{value[-4:]}"
 
 
+def mask_email(value: str) -> str:
+    name, _at, domain = str(value).partition("@")
+    return f"{name[:1]}***@{domain}" if domain else "***"
+
+
 def mask_national_id(value: str) -> str:
     return value if len(value) < 8 else f"{value[:4]}{'*' * (len(value) - 8)}{value[-4:]}"
 

@@ -55,11 +55,6 @@ def _account(request, pk: int) -> OverdueAccount:
     return get_object_or_404(selectors.account_list_for_user(user=request.user).select_related("locked_by"), pk=pk)
 
 
-def _mask_email(value: str) -> str:
-    name, _sep, domain = str(value).partition("@")
-    return f"{name[:1]}***@{domain}" if domain else "***"
-
-
 def _add_errors(form, exc: ValidationError) -> None:
     if hasattr(exc, "error_dict"):
         for field, errs in exc.error_dict.items():
@@ -143,7 +138,7 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
         "account": account,
         "borrower": borrower,
         "phones": list(borrower.phones) if reveal else [selectors.mask_phone(p) for p in borrower.phones],
-        "emails": list(borrower.emails) if reveal else [_mask_email(e) for e in borrower.emails],
+        "emails": list(borrower.emails) if reveal else [selectors.mask_email(e) for e in borrower.emails],
         "national_id": borrower.national_id if reveal else selectors.mask_national_id(borrower.national_id),
         "revealed": reveal,
         "holds": [Borrower._meta.get_field(h).verbose_name for h in sorted(borrower.holds)],
