@@ -4,7 +4,7 @@
 
 1. Promises past their date and not fully paid become *broken*; accounts in "promise" with no
    other open promise go back to "in contact".
-2. Instalments past their date and not fully paid become *missed*, their active plan *broken*;
+2. Instalments of active plans past their date and not fully paid become *missed*, the plan *broken*;
    accounts in "plan" with no other active plan go back to "in contact".
 3. Days past due and bucket of every open account, chunked by id range: one UPDATE per chunk for
    the days, and the bucket CASE written as due-date comparisons (the same thresholds as
@@ -90,7 +90,9 @@ def instalments_miss(*, today: date) -> int:
     with transaction.atomic():
         rows = list(
             Instalment.objects.select_for_update(of=("self",))
-            .filter(status=Instalment.Status.DUE, due_date__lt=today, paid_amount__lt=F("amount"))
+            # Instalments of cancelled (renegotiated), broken or completed plans are no longer owed as scheduled.
+            .filter(status=Instalment.Status.DUE, due_date__lt=today, paid_amount__lt=F("amount"),
+                    plan__status=RepaymentPlan.Status.ACTIVE)
             .values_list("id", "plan_id", "plan__account_id", "plan__account__lender_id", "plan__account__borrower_id",
                          "seq", "amount", "paid_amount", "due_date")
         )

@@ -206,26 +206,6 @@ def account_age(*, account_id: int, today: date | None = None) -> OverdueAccount
 # Assignment, status, promises, payments, notes, callbacks
 
 
-def account_assign(*, actor: User, account: OverdueAccount, agent: User | None) -> OverdueAccount:
-    if agent is not None and not agent.is_agent:
-        raise ValidationError({"agent": "Accounts can only be assigned to agents."})
-    with transaction.atomic():
-        account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
-        if not account.is_open:
-            raise ValidationError(f"Account {account.external_ref} is {account.get_status_display()} and cannot be assigned.")
-        before = account.assigned_agent_id
-        account.assigned_agent = agent
-        if agent is not None and account.status == OverdueAccount.Status.NEW:
-            account.status = OverdueAccount.Status.ASSIGNED
-        account.save(update_fields=["assigned_agent", "status", "updated_at"])
-        audit_log(
-            action="cases.account.assigned", actor=actor, lender_id=account.lender_id, subject=account,
-            account_id=account.pk, borrower_id=account.borrower_id,
-            data={"from_agent": before, "to_agent": agent.pk if agent else None},
-        )
-        return account
-
-
 def account_status_change(*, actor: User, account: OverdueAccount, status: str, reason: str = "") -> OverdueAccount:
     if status not in OverdueAccount.Status.values:
         raise ValidationError({"status": f"Unknown status {status!r}."})
@@ -286,19 +266,70 @@ def payment_record(
         if account.balance == 0:
             account.status = OverdueAccount.Status.PAID
         account.save(update_fields=["balance", "last_payment_date", "status", "updated_at"])
-        # Open promises are kept once the money they promised has arrived.
-        for promise in account.promises.select_for_update().filter(status=PromiseToPay.Status.OPEN).order_by("due_date"):
+        # Open promises are kept once the money they promised has arrived (the oldest is credited).
+        promise = account.promises.select_for_update().filter(status=PromiseToPay.Status.OPEN).order_by("due_date", "pk").first()
+        if promise is not None:
             promise.paid_amount += amount
             if promise.paid_amount >= promise.amount:
                 promise.status = PromiseToPay.Status.KEPT
             promise.save(update_fields=["paid_amount", "status"])
-            break
+        # The whole payment also counts toward the plan, not just what the promise left over: a
+        # promise and a plan are commitments about the same money (an agent typically takes a
+        # promise for the next instalment), so splitting it would break a plan being honoured.
+        plan_applied = _plan_payment_apply(actor=actor, account=account, amount=amount)
         audit_log(
             action="cases.payment.recorded", actor=actor, lender_id=account.lender_id, subject=payment,
             account_id=account.pk, borrower_id=account.borrower_id,
-            data={"amount": amount, "currency": account.currency, "paid_at": paid_at, "balance_after": account.balance},
+            data={"amount": amount, "currency": account.currency, "paid_at": paid_at, "balance_after": account.balance,
+                  **({"promise_id": promise.pk, "promise_status": promise.status} if promise is not None else {}),
+                  **({"plan": plan_applied} if plan_applied is not None else {})},
         )
         return payment
+
+
+def _plan_payment_apply(*, actor: User | None, account: OverdueAccount, amount: Decimal) -> dict | None:
+    """Pay the active plan's open instalments oldest first; complete the plan once all are paid.
+
+    Runs inside ``payment_record``'s transaction with the account locked. Returns what was applied
+    (for the payment's audit event), or None when the account has no active plan with open instalments.
+    Instalments are locked before the plan, in the order the daily ageing job locks them.
+    """
+    instalments = list(
+        Instalment.objects.select_for_update(of=("self",))
+        .filter(plan__account_id=account.pk, plan__status=RepaymentPlan.Status.ACTIVE, status=Instalment.Status.DUE)
+        .order_by("due_date", "seq")
+    )
+    if not instalments:
+        return None
+    # repayment_plan_create keeps at most one plan active; should legacy data hold more, pay the newest.
+    plan_id = max(i.plan_id for i in instalments)
+    remaining, applied = amount, []
+    for instalment in (i for i in instalments if i.plan_id == plan_id):
+        if remaining <= 0:
+            break
+        part = min(remaining, instalment.amount - instalment.paid_amount)
+        instalment.paid_amount += part
+        remaining -= part
+        if instalment.paid_amount >= instalment.amount:
+            instalment.status = Instalment.Status.PAID
+        instalment.save(update_fields=["paid_amount", "status"])
+        applied.append({"instalment_id": instalment.pk, "seq": instalment.seq, "applied": part,
+                        "paid_amount": instalment.paid_amount, "status": instalment.status})
+    open_left = Instalment.objects.filter(
+        plan_id=plan_id, status__in=[Instalment.Status.DUE, Instalment.Status.MISSED]
+    ).exists()
+    completed = not open_left and bool(
+        RepaymentPlan.objects.filter(pk=plan_id, status=RepaymentPlan.Status.ACTIVE).update(
+            status=RepaymentPlan.Status.COMPLETED
+        )
+    )
+    if completed:
+        plan = RepaymentPlan.objects.get(pk=plan_id)
+        audit_log(
+            action="cases.repayment_plan.completed", actor=actor, lender_id=account.lender_id, subject=plan,
+            account_id=account.pk, borrower_id=account.borrower_id, data={"total_amount": plan.total_amount},
+        )
+    return {"plan_id": plan_id, "instalments": applied, "unapplied": remaining, "completed": completed}
 
 
 def note_add(*, actor: User, account: OverdueAccount, body: str) -> Note:
@@ -357,8 +388,6 @@ def repayment_plan_create(
     *, actor: User, account: OverdueAccount, total_amount: Decimal, instalments: list[tuple[date, Decimal]]
 ) -> RepaymentPlan:
     """A negotiated schedule: instalment amounts must add up to exactly the agreed total."""
-    from django.utils.translation import gettext as _
-
     errors: dict[str, str] = {}
     if total_amount <= 0:
         errors["total_amount"] = _("The agreed amount must be positive.")
@@ -445,8 +474,6 @@ def account_lock_release(*, actor: User, account: OverdueAccount) -> bool:
 
 def account_assign_bulk(*, actor: User, account_ids: list[int], agent: User | None) -> int:
     """Assign (or unassign, agent=None) many accounts at once: all or nothing, one audit event per account."""
-    from django.utils.translation import gettext as _
-
     if not actor.is_supervisor:
         raise ValidationError(_("Only supervisors can assign accounts."))
     if agent is not None and not agent.is_agent:

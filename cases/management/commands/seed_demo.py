@@ -57,7 +57,7 @@ class Command(BaseCommand):
             for lender in lenders:
                 self.make_user(f"{lender.code}-user", User.Role.LENDER, lender=lender)
             today = timezone.localdate()
-            rows = []
+            rows, assignments = [], {}
             for i in range(accounts):
                 lender = lenders[i % len(lenders)]
                 jurisdiction, zones = ("CN", ("Asia/Shanghai",)) if i % 10 else FOREIGN[(i // 10) % len(FOREIGN)]
@@ -77,8 +77,11 @@ class Command(BaseCommand):
                 )
                 services.account_age(account_id=account.pk, today=today)
                 if i % 6:
-                    services.account_assign(actor=supervisor, account=account, agent=agents[i % len(agents)])
+                    assignments.setdefault(agents[i % len(agents)], []).append(account.pk)
                 rows.append(account)
+            # The same path as the supervisor's bulk assignment: checks, lock release, one audit event per account.
+            for agent, account_ids in assignments.items():
+                services.account_assign_bulk(actor=supervisor, account_ids=account_ids, agent=agent)
         self.history(rnd, rows, agents, supervisor)
         self.stdout.write(self.style.SUCCESS(f"Loaded {len(rows)} demo accounts."))
         self.print_logins()
