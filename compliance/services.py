@@ -43,13 +43,18 @@ def policy_publish(*, actor, policy: Policy) -> Policy:
         policy = Policy.objects.select_for_update().get(pk=policy.pk)
         if policy.status == Policy.Status.PUBLISHED:
             raise ValidationError("This version is already published.")
+        now = timezone.now()
+        requested = policy.effective_from
+        # Never in force before it was published: outreach already made stays judged by the rules then in force.
+        policy.effective_from = max(requested, now)
         policy.status = Policy.Status.PUBLISHED
-        policy.published_at = timezone.now()
+        policy.published_at = now
         policy.published_by = actor
-        policy.save(update_fields=["status", "published_at", "published_by"])
+        policy.save(update_fields=["status", "published_at", "published_by", "effective_from"])
         audit_log(
             action="compliance.policy.published", actor=actor, subject=policy,
-            data={"code": policy.code, "version": policy.version, "effective_from": policy.effective_from},
+            data={"code": policy.code, "version": policy.version, "effective_from": policy.effective_from,
+                  "requested_effective_from": requested},
             policy_code=policy.code, policy_version=policy.version,
         )
         return policy

@@ -29,12 +29,13 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from cases.models import Callback, ContactAttempt, Instalment, OverdueAccount, PromiseToPay, RepaymentPlan, User
+from cases.selectors import account_list_for_user
 from cases.services import ContactRefused, contact_attempt_record
 from compliance import rules
 from compliance.audit import audit_log, audit_log_many
 from compliance.selectors import borrower_facts, decision_as_dict
+from servicing import clock
 
-from . import clock
 from .models import Notification, Reminder
 from .senders import OutboundMessage, get_sender
 
@@ -334,16 +335,36 @@ def _mark_sent(reminder: Reminder, provider_id: str, **data) -> str:
     reminder.sent_at = clock.now()
     reminder.provider_message_id = provider_id[:200]
     reminder.claim_token = None
-    reminder.save(update_fields=["state", "sent_at", "provider_message_id", "claim_token", "updated_at"])
+    # "attempts" too: in-app delivery counts its attempt here (the borrower path saved it at the claim).
+    reminder.save(update_fields=["state", "sent_at", "provider_message_id", "claim_token", "attempts", "updated_at"])
     _audit(reminder, "reminders.reminder.sent", provider_message_id=provider_id, attempts=reminder.attempts,
            contact_attempt_id=reminder.contact_attempt_id, **data)
     return reminder.state
 
 
 def _attempt_failed(reminder: Reminder) -> None:
-    # The recorded outreach did not reach the borrower: say so (not counted as delivered).
-    if reminder.contact_attempt_id:
-        ContactAttempt.objects.filter(pk=reminder.contact_attempt_id).update(outcome=ContactAttempt.Outcome.FAILED)
+    """The recorded outreach did not reach the borrower: say so (not counted as delivered), audited.
+
+    Runs inside the caller's transaction, so the outcome change and its audit event commit together.
+    """
+    if not reminder.contact_attempt_id:
+        return
+    attempt = (
+        ContactAttempt.objects.select_for_update().only("id", "outcome", "account_id", "borrower_id", "lender_id")
+        .filter(pk=reminder.contact_attempt_id).first()
+    )
+    if attempt is None or attempt.outcome == ContactAttempt.Outcome.FAILED:
+        return
+    before = attempt.outcome
+    attempt.outcome = ContactAttempt.Outcome.FAILED
+    attempt.save(update_fields=["outcome"])
+    audit_log(
+        action="cases.contact_attempt.outcome_changed", lender_id=attempt.lender_id, subject=attempt,
+        account_id=attempt.account_id, borrower_id=attempt.borrower_id,
+        data={"attempt_id": attempt.pk, "from": before, "to": attempt.outcome, "account_id": attempt.account_id,
+              "borrower_id": attempt.borrower_id, "lender_id": attempt.lender_id,
+              "reminder_key": reminder.idempotency_key},
+    )
 
 
 def _deliver_in_app(reminder: Reminder) -> str:
@@ -351,6 +372,11 @@ def _deliver_in_app(reminder: Reminder) -> str:
         return _cancel(reminder, f"callback is {reminder.callback.status}")
     if not reminder.account.is_open:
         return _cancel(reminder, f"account is {reminder.account.status}")
+    # The recipient was fixed at scheduling time; after a reassignment (or deactivation) they must not
+    # receive the account reference and note any more.
+    recipient = reminder.recipient
+    if recipient is None or not account_list_for_user(user=recipient).filter(pk=reminder.account_id).exists():
+        return _cancel(reminder, "recipient can no longer see the account", recipient_id=reminder.recipient_id)
     kind = {Reminder.Kind.CALLBACK_DUE: Notification.Kind.CALLBACK_DUE,
             Reminder.Kind.INSTALMENT_DUE: Notification.Kind.INSTALMENT_DUE}.get(reminder.kind, Notification.Kind.PROMISE_DUE)
     due_at = reminder.callback.due_at if reminder.callback_id else reminder.due_at
@@ -398,7 +424,7 @@ def reminder_send(*, reminder_id: int) -> str:
     with transaction.atomic():
         reminder = (
             Reminder.objects.select_for_update(of=("self",))
-            .select_related("account__borrower", "account__lender", "promise", "instalment", "callback")
+            .select_related("account__borrower", "account__lender", "promise", "instalment", "callback", "recipient")
             .filter(pk=reminder_id).first()
         )
         if reminder is None:
@@ -476,14 +502,16 @@ def reminder_send(*, reminder_id: int) -> str:
         if reminder.attempts >= settings.REMINDER_MAX_ATTEMPTS:
             reminder.state = Reminder.State.FAILED
             reminder.save(update_fields=["state", "last_error", "claim_token", "updated_at"])
-            _audit(reminder, "reminders.reminder.failed", reason=reminder.last_error, attempts=reminder.attempts)
+            _audit(reminder, "reminders.reminder.failed", reason=reminder.last_error, attempts=reminder.attempts,
+                   contact_attempt_id=reminder.contact_attempt_id)
         else:
             delay = min(3600, settings.REMINDER_RETRY_BASE_SECONDS * 2 ** (reminder.attempts - 1))
             reminder.state = Reminder.State.SCHEDULED
             reminder.next_attempt_at = clock.now() + timedelta(seconds=delay)
             reminder.save(update_fields=["state", "next_attempt_at", "last_error", "claim_token", "updated_at"])
             _audit(reminder, "reminders.reminder.retry_scheduled", reason=reminder.last_error,
-                   attempts=reminder.attempts, next_attempt_at=reminder.next_attempt_at)
+                   attempts=reminder.attempts, next_attempt_at=reminder.next_attempt_at,
+                   contact_attempt_id=reminder.contact_attempt_id)
         return reminder.state
 
 

@@ -20,13 +20,13 @@ from . import services
 log = logging.getLogger(__name__)
 
 
-def enqueue_send(reminder_id: int, *, countdown: float | None = None) -> None:
+def enqueue_send(reminder_id: int) -> None:
     """Queue a send after the current transaction commits; a broker error is logged, never raised
     (the row stays due and the next sweep picks it up)."""
 
     def _publish():
         try:
-            reminder_send_task.apply_async((reminder_id,), countdown=countdown, retry=False)
+            reminder_send_task.apply_async((reminder_id,), retry=False)
         except Exception as exc:  # noqa: BLE001 - broker down: the sweep catches up
             log.warning("could not queue reminder %s (%s); the sweep will send it", reminder_id, exc)
 
@@ -35,16 +35,9 @@ def enqueue_send(reminder_id: int, *, countdown: float | None = None) -> None:
 
 @shared_task(acks_late=True)
 def reminder_send_task(reminder_id: int) -> str:
-    state = services.reminder_send(reminder_id=reminder_id)
-    if state == "scheduled":  # a send failed and is retried with backoff
-        from .models import Reminder
-
-        nxt = Reminder.objects.filter(pk=reminder_id).values_list("next_attempt_at", flat=True).first()
-        if nxt is not None:
-            from . import clock
-
-            enqueue_send(reminder_id, countdown=max(0.0, (nxt - clock.now()).total_seconds()))
-    return state
+    # A failed send leaves the row scheduled with a backoff; the per-minute sweep sends it when due.
+    # No self re-queue with a countdown: eager mode ignores countdowns and would recurse.
+    return services.reminder_send(reminder_id=reminder_id)
 
 
 @shared_task(acks_late=True)

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from cases.selectors import mask_phone
+from cases.selectors import mask_email, mask_phone
+from compliance.views import supervisor_required
 
 from . import selectors, services
 from .forms import ReminderFilterForm
 
 
-def _supervisor(request):
-    if not request.user.is_supervisor:
-        raise PermissionDenied
-
-
-@login_required
+@supervisor_required
 def reminder_list(request):
-    _supervisor(request)
     form = ReminderFilterForm(request.GET or None)
     filters = form.filters() if request.GET else {}
     qs = selectors.reminder_list_for_user(user=request.user, filters=filters)
@@ -39,7 +34,7 @@ def reminder_list(request):
             r.to_masked = mask_phone(borrower.phones[0]) if borrower.phones else ""
         elif r.channel == "email":
             email = str(borrower.emails[0]) if borrower.emails else ""
-            r.to_masked = f"{email[:2]}***@{email.rpartition('@')[2]}" if "@" in email else ""
+            r.to_masked = mask_email(email) if "@" in email else ""
         else:
             r.to_masked = r.recipient.get_username() if r.recipient else ""
     query = request.GET.copy()
@@ -60,28 +55,27 @@ def _scoped_reminder(request, pk: int):
     return get_object_or_404(selectors.reminder_list_for_user(user=request.user), pk=pk)
 
 
-@login_required
+def _act(request, pk: int, action, success: str):
+    """Run a supervisor action on a reminder in the user's scope, report the outcome, go back."""
+    try:
+        action(actor=request.user, reminder=_scoped_reminder(request, pk))
+        messages.success(request, success)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return _back(request)
+
+
 @require_POST
+@supervisor_required
 def reminder_requeue(request, pk: int):
-    _supervisor(request)
-    try:
-        services.reminder_requeue(actor=request.user, reminder=_scoped_reminder(request, pk))
-        messages.success(request, _("The reminder will be sent again (after the compliance check)."))
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return _back(request)
+    return _act(request, pk, services.reminder_requeue,
+                _("The reminder will be sent again (after the compliance check)."))
 
 
-@login_required
 @require_POST
+@supervisor_required
 def reminder_cancel(request, pk: int):
-    _supervisor(request)
-    try:
-        services.reminder_cancel(actor=request.user, reminder=_scoped_reminder(request, pk))
-        messages.success(request, _("The reminder was cancelled."))
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return _back(request)
+    return _act(request, pk, services.reminder_cancel, _("The reminder was cancelled."))
 
 
 @login_required

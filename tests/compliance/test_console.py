@@ -332,3 +332,30 @@ def test_dashboard_shows_charts_and_figures(client, world):
     empty = dashboards.dashboard(filters=dashboards.DashboardFilters(
         date_from=datetime(2001, 1, 1, tzinfo=UTC).date(), date_to=datetime(2001, 1, 2, tzinfo=UTC).date()))
     assert empty.totals.attempts == 0
+
+
+def test_publishing_a_backdated_draft_takes_effect_from_now_not_retroactively(world):
+    from compliance.selectors import policy_row_in_force
+
+    before = policy_row_in_force(code="CN", at=timezone.now())
+    backdated = timezone.now() - timedelta(days=30)
+    draft = services.policy_draft_create(actor=world["sup"], code="CN", data={"name": "CN backdated",
+                                         "rules": Policy.objects.get(code="CN", version=1).rules["rules"]},
+                                         effective_from=backdated)
+    published = services.policy_publish(actor=world["sup"], policy=draft)
+    published.refresh_from_db()
+    assert published.effective_from == published.published_at > backdated
+    # Outreach already made stays judged by the version in force then.
+    assert policy_row_in_force(code="CN", at=timezone.now() - timedelta(days=10)).pk == before.pk
+    assert policy_row_in_force(code="CN", at=timezone.now()).pk == published.pk
+    ev = AuditEvent.objects.get(action="compliance.policy.published", subject_id=str(published.pk))
+    assert datetime.fromisoformat(ev.data["requested_effective_from"]) == backdated
+    assert datetime.fromisoformat(ev.data["effective_from"]) == published.effective_from
+
+    # A future date is kept as drafted.
+    future = timezone.now() + timedelta(days=30)
+    later = services.policy_draft_create(actor=world["sup"], code="CN", data={"name": "CN later",
+                                         "rules": Policy.objects.get(code="CN", version=1).rules["rules"]},
+                                         effective_from=future)
+    assert services.policy_publish(actor=world["sup"], policy=later).effective_from == future
+    assert audit_verify(record=False).ok

@@ -3,6 +3,7 @@
 import ast
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -129,7 +130,9 @@ def test_published_version_takes_effect_for_checks_at_once():
 
     supervisor = f.user(role="supervisor")
     acc = f.account(lender=f.lender())
-    at = lawful_past_time(hour=21).replace(minute=30)  # CN v1 allows 21:30
+    # Tomorrow 21:30 in Shanghai (CN allows it): after the publication, which takes effect from now on.
+    at = (timezone.localtime(timezone.now(), ZoneInfo("Asia/Shanghai")) + timedelta(days=1)).replace(
+        hour=21, minute=30, second=0, microsecond=0)
     assert contact_check(account=acc, channel="call", at=at).allowed
     data = rules.Policy.from_dict(Policy.objects.get(code="CN", version=1).rules).to_dict()
     for rule in data["rules"]:

@@ -15,7 +15,7 @@ from cases.models import ContactAttempt
 from compliance.audit import audit_verify
 from compliance.models import AuditEvent
 from reminders import services
-from reminders.models import Reminder
+from reminders.models import Notification, Reminder
 from reminders.senders import LocmemSender
 from tests import factories as f
 
@@ -245,3 +245,116 @@ def test_clock_offset(test_clock):
     test_clock.real()
     assert abs((clock.now() - timezone.now()).total_seconds()) < 5
     assert clock.now().tzinfo is not None and clock.now().utcoffset() == UTC.utcoffset(None)
+
+
+def test_failed_send_in_eager_mode_does_not_requeue_itself(test_clock, locmem_sender, monkeypatch,
+                                                           django_capture_on_commit_callbacks,
+                                                           django_assert_max_num_queries):
+    """Eager Celery ignores countdowns: a self re-queue would run at once, find the row not due, re-queue..."""
+    from reminders.tasks import reminder_send_task
+
+    r = _reminder(f.account(lender=f.lender()), cn(1, 10))
+    test_clock.set(cn(1, 10))
+    locmem_sender.fail_next = 10
+    runs = []
+    real_send = services.reminder_send
+
+    def counting_send(**kwargs):
+        runs.append(kwargs)
+        if len(runs) > 3:  # stop a regression here instead of hanging the run
+            raise RuntimeError("reminder_send_task re-queued itself")
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(services, "reminder_send", counting_send)
+    # One send is about 40 queries (gate, audit chain, claim); the old re-queue loop ran until RecursionError.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, django_assert_max_num_queries(60):
+        assert reminder_send_task.delay(r.pk).get() == "scheduled"
+    assert len(runs) == 1 and callbacks == []
+    r.refresh_from_db()
+    assert (r.state, r.attempts) == ("scheduled", 1)
+    # The per-minute sweep picks the row up once it is due again.
+    assert services.reminders_due() == []
+    test_clock.set(r.next_attempt_at)
+    assert services.reminders_due() == [r.pk]
+
+
+def test_failed_send_audits_the_contact_attempt_outcome_change(test_clock, locmem_sender, settings):
+    settings.REMINDER_MAX_ATTEMPTS = 2
+    acc = f.account(lender=f.lender())
+    r = _reminder(acc, cn(1, 10))
+    locmem_sender.fail_next = 10
+    test_clock.set(cn(1, 10))
+    assert services.reminder_send(reminder_id=r.pk) == "scheduled"
+    r.refresh_from_db()
+    attempt = ContactAttempt.objects.get()
+    assert attempt.outcome == "failed"
+    changed = AuditEvent.objects.get(action="cases.contact_attempt.outcome_changed")
+    assert (changed.subject_type, changed.subject_id) == ("cases.contactattempt", str(attempt.pk))
+    assert (changed.lender_id, changed.account_id, changed.borrower_id) == (acc.lender_id, acc.pk, acc.borrower_id)
+    assert {k: changed.data[k] for k in ("attempt_id", "from", "to", "account_id", "borrower_id", "lender_id")} == {
+        "attempt_id": attempt.pk, "from": "delivered", "to": "failed", "account_id": acc.pk,
+        "borrower_id": acc.borrower_id, "lender_id": acc.lender_id}
+    retry = AuditEvent.objects.get(action="reminders.reminder.retry_scheduled")
+    assert retry.data["contact_attempt_id"] == attempt.pk
+
+    test_clock.set(r.next_attempt_at)
+    assert services.reminder_send(reminder_id=r.pk) == "failed"
+    second = ContactAttempt.objects.exclude(pk=attempt.pk).get()
+    assert AuditEvent.objects.get(action="reminders.reminder.failed").data["contact_attempt_id"] == second.pk
+    assert AuditEvent.objects.filter(action="cases.contact_attempt.outcome_changed").count() == 2
+    assert audit_verify(record=False).ok
+
+
+def test_recovered_claim_audits_the_contact_attempt_outcome_change(test_clock, locmem_sender):
+    acc = f.account(lender=f.lender())
+    r = _reminder(acc, cn(1, 10))
+    test_clock.set(cn(1, 10))
+    attempt = case_services.contact_attempt_record(
+        account=acc, actor=None, channel="sms", outcome="delivered", source="reminder", occurred_at=cn(1, 10))
+    Reminder.objects.filter(pk=r.pk).update(contact_attempt=attempt)
+    _stuck_sending(r, started=False)
+    assert services.reminder_send(reminder_id=r.pk) == "sent"
+    attempt.refresh_from_db()
+    assert attempt.outcome == "failed"
+    changed = AuditEvent.objects.get(action="cases.contact_attempt.outcome_changed")
+    assert changed.data["attempt_id"] == attempt.pk and changed.data["from"] == "delivered"
+
+
+def _in_app(acc, recipient, due_at):
+    return services.reminder_create(account=acc, kind="promise_due", channel="in_app", due_at=due_at,
+                                    recipient=recipient)
+
+
+def test_in_app_sent_counts_its_attempt(test_clock):
+    agent = f.user(role="agent")
+    r = _in_app(f.account(lender=f.lender(), agent=agent), agent, cn(1, 10))
+    test_clock.set(cn(1, 10))
+    assert services.reminder_send(reminder_id=r.pk) == "sent"
+    r.refresh_from_db()
+    sent = AuditEvent.objects.get(action="reminders.reminder.sent", subject_id=str(r.pk))
+    assert r.attempts == sent.data["attempts"] == 1
+    assert Notification.objects.filter(user=agent, account_id=r.account_id).count() == 1
+
+
+def test_in_app_reminder_cancelled_after_reassignment(test_clock):
+    former, new = f.user(role="agent"), f.user(role="agent")
+    acc = f.account(lender=f.lender(), agent=former)
+    r = _in_app(acc, former, cn(1, 10))
+    case_services.account_assign_bulk(actor=f.user(role="supervisor"), account_ids=[acc.pk], agent=new)
+    test_clock.set(cn(1, 10))
+    assert services.reminder_send(reminder_id=r.pk) == "cancelled"
+    assert not Notification.objects.exists()
+    event = AuditEvent.objects.get(action="reminders.reminder.cancelled", subject_id=str(r.pk))
+    assert event.data["recipient_id"] == former.pk and "can no longer see" in event.data["reason"]
+    r.refresh_from_db()
+    assert "can no longer see" in r.last_error
+    # A deactivated recipient sees nothing either; a supervisor still sees every account.
+    inactive = f.user(role="agent")
+    acc2 = f.account(lender=f.lender(), agent=inactive)
+    gone = _in_app(acc2, inactive, cn(1, 10))
+    inactive.is_active = False
+    inactive.save(update_fields=["is_active"])
+    assert services.reminder_send(reminder_id=gone.pk) == "cancelled"
+    sup = f.user(role="supervisor")
+    assert services.reminder_send(reminder_id=_in_app(acc, sup, cn(1, 10)).pk) == "sent"
+    assert list(Notification.objects.values_list("user_id", flat=True)) == [sup.pk]

@@ -69,3 +69,42 @@ def test_agent_notifications_and_mark_read(client):
     mine.refresh_from_db()
     theirs.refresh_from_db()
     assert mine.read_at is not None and theirs.read_at is None
+
+
+def test_console_access_anonymous_and_inactive(client, reminders_set):
+    r = reminders_set["failed"]
+    for url in ("/reminders/", f"/reminders/{r.pk}/requeue/", f"/reminders/{r.pk}/cancel/"):
+        resp = client.post(url) if url != "/reminders/" else client.get(url)
+        assert resp.status_code == 302 and resp["Location"].startswith("/accounts/login/"), url
+    # The auth backend already drops inactive users from the session; the decorator checks again
+    # (a backend that allows inactive users must not open the console).
+    from django.core.exceptions import PermissionDenied
+    from django.test import RequestFactory
+
+    from reminders import views
+
+    sup = f.user(role="supervisor")
+    sup.is_active = False
+    for view, request in ((views.reminder_list, RequestFactory().get("/reminders/")),
+                          (views.reminder_requeue, RequestFactory().post(f"/reminders/{r.pk}/requeue/"))):
+        request.user = sup
+        with pytest.raises(PermissionDenied):
+            view(request, **({"pk": r.pk} if view is views.reminder_requeue else {}))
+    r.refresh_from_db()
+    assert r.state == "failed"
+
+
+def test_supervisor_cancels_and_sees_errors(client, reminders_set):
+    client.force_login(f.user(role="supervisor"))
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    ok = reminders_set["ok"]
+    resp = client.post(f"/reminders/{ok.pk}/cancel/", {"next": "/reminders/?state=cancelled"}, follow=True)
+    assert resp.redirect_chain[-1][0] == "/reminders/?state=cancelled"
+    assert "The reminder was cancelled." in resp.content.decode()
+    ok.refresh_from_db()
+    assert ok.state == "cancelled"
+    again = client.post(f"/reminders/{ok.pk}/cancel/", follow=True).content.decode()
+    assert "Only scheduled or deferred reminders can be cancelled." in again
+    requeued = client.post(f"/reminders/{reminders_set['failed'].pk}/requeue/", follow=True).content.decode()
+    assert "The reminder will be sent again (after the compliance check)." in requeued
+    assert client.get(f"/reminders/{ok.pk}/cancel/").status_code == 405
