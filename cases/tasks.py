@@ -11,11 +11,15 @@ def account_age_task(account_id: int) -> dict:
     return {"account_id": account.pk, "days_past_due": account.days_past_due, "bucket": account.bucket}
 
 
-@shared_task(acks_late=True)
-def placement_batch_process_task(batch_id: int) -> dict:
+@shared_task(bind=True, acks_late=True, max_retries=60)
+def placement_batch_process_task(self, batch_id: int) -> dict:
     """Validate and apply one uploaded placement/recall file (cases.importers.services)."""
     from .importers.services import placement_batch_process
 
     batch = placement_batch_process(batch_id=batch_id)
+    if getattr(batch, "run_busy", False) and not self.request.is_eager:
+        # Another run holds the batch, e.g. the session of a killed worker still finishing its last
+        # statement: come back, rather than leave the batch "applying" with nobody on it.
+        raise self.retry(countdown=60)
     return {"batch_id": batch.pk, "state": batch.state, "created": batch.created_count,
             "updated": batch.updated_count, "unchanged": batch.unchanged_count, "errors": batch.error_count}

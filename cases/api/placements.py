@@ -1,5 +1,6 @@
 """Placement API: upload a file (202 + batch id), read a batch's state and row errors, recall accounts,
-export results. Lender users only, their own lender's batches only (anything else is a 404)."""
+export results. Lender users upload, recall and export for their own lender and list and read only its
+batches (another lender's is a 404); supervisors list and read every lender's batches."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ class RecallSerializer(serializers.Serializer):
 
 
 class PlacementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Placement and recall files of the caller's lender."""
+    """Placement and recall files: the caller's lender's, or every lender's for a supervisor."""
 
     parser_classes = [parsers.MultiPartParser, parsers.FormParser, parsers.JSONParser]
 

@@ -15,10 +15,14 @@ Applying a batch (``placement_batch_process``, run by Celery):
    the batch is resumable: processing it again (a re-delivered task, or a retry of a failed batch)
    skips the shares already applied and the counts come out the same. While it runs the batch is in
    state "applying".
+
+On PostgreSQL a batch is processed by one run at a time (an advisory lock on its id): a task delivered
+again while the first still runs leaves the batch to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -57,7 +61,7 @@ from cases.models import (
     PlacementRowError,
     User,
 )
-from cases.selectors import mask_phone
+from cases.selectors import mask_email, mask_phone
 from compliance.audit import audit_log, audit_log_many
 
 from .columns import BY_KEY, RECALL_COLUMNS, resolve_header
@@ -256,7 +260,45 @@ def _progress(batch_id: int, **fields) -> None:
 
 def placement_batch_process(*, batch_id: int) -> PlacementBatch:
     """Validate and apply one batch. Idempotent: an applied or rejected batch is returned unchanged; a
-    failed or interrupted one is processed again, skipping the shares it already applied."""
+    failed or interrupted one is processed again, skipping the shares it already applied. A batch that
+    another worker is processing right now (PostgreSQL) is returned unchanged too."""
+    with _batch_run_lock(batch_id=batch_id) as acquired:
+        if not acquired:
+            # A re-delivered task while the first is still running: two runs would reset each other's
+            # progress and row errors and race for the same shares.
+            log.info("placement batch %s is being processed by another worker; left to it", batch_id)
+            batch = PlacementBatch.objects.select_related("lender", "uploaded_by").get(pk=batch_id)
+            batch.run_busy = True  # the task retries later: the other run may be a dead worker's last statement
+            return batch
+        return _process(batch_id)
+
+
+@contextlib.contextmanager
+def _batch_run_lock(*, batch_id: int) -> Iterator[bool]:
+    """One run of a batch at a time (PostgreSQL; SQLite has one writer anyway). A session-level
+    advisory lock, held for the whole run whatever transactions it commits. Inside a caller's
+    transaction the transaction-level form is taken instead: it is released with that transaction,
+    even one that failed and can no longer run the unlock (a session lock would outlive it)."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    session = not connection.in_atomic_block
+    fn = "pg_try_advisory_lock" if session else "pg_try_advisory_xact_lock"
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {fn}(%s, %s::integer)", [LOCK_BATCH_RUN, batch_id])
+        acquired = cur.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired and session:
+            try:
+                with connection.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s, %s::integer)", [LOCK_BATCH_RUN, batch_id])
+            except Exception:  # noqa: BLE001 - a lost connection has released it; do not hide the real error
+                log.warning("could not release the run lock of placement batch %s", batch_id)
+
+
+def _process(batch_id: int) -> PlacementBatch:
     batch = PlacementBatch.objects.select_related("lender", "uploaded_by").get(pk=batch_id)
     if batch.state in (PlacementBatch.State.APPLIED, PlacementBatch.State.REJECTED):
         return batch
@@ -279,7 +321,7 @@ def placement_batch_process(*, batch_id: int) -> PlacementBatch:
             if earlier is not None:
                 batch.report = {"already_applied": earlier.pk}
                 return _finish(batch, state=PlacementBatch.State.APPLIED, total=earlier.total_rows,
-                               unchanged=earlier.total_rows - earlier.error_count,
+                               created=0, updated=0, unchanged=earlier.total_rows - earlier.error_count,
                                message=_("This file was already applied (batch %(id)s); nothing changed.") % {"id": earlier.pk})
             return _run(batch)
         except FileFormatError as exc:
@@ -287,33 +329,47 @@ def placement_batch_process(*, batch_id: int) -> PlacementBatch:
         except Exception as exc:  # noqa: BLE001 - any crash marks the batch failed, visibly, then re-raises
             log.exception("placement batch %s failed", batch.pk)
             message = f"{exc.__class__.__name__}: {exc}"[:2000]
-            parts = list(PlacementBatchPart.objects.filter(batch_id=batch.pk).values_list("parts", flat=True))
+            parts = list(PlacementBatchPart.objects.filter(batch_id=batch.pk)
+                         .values_list("parts", "created_count", "updated_count"))
             if parts:
                 message = _("%(done)s of %(parts)s shares were applied; process the batch again to apply the rest.") % {
-                    "done": len(parts), "parts": parts[0]} + " " + message
-            _finish(batch, state=PlacementBatch.State.FAILED, message=message)
+                    "done": len(parts), "parts": parts[0][0]} + " " + message
+            # The shares that committed did create and update accounts: the failed batch says so.
+            # Rows read and errors are left as the run's progress counted them.
+            _finish(batch, state=PlacementBatch.State.FAILED, message=message,
+                    created=sum(p[1] for p in parts), updated=sum(p[2] for p in parts))
             raise
 
 
-def _finish(batch: PlacementBatch, *, state: str, message: str = "", total: int | None = None, created: int = 0,
-            updated: int = 0, unchanged: int = 0, errors: int | None = None) -> PlacementBatch:
+def _finish(batch: PlacementBatch, *, state: str, message: str = "", total: int | None = None,
+            created: int | None = None, updated: int | None = None, unchanged: int | None = None,
+            errors: int | None = None) -> PlacementBatch:
+    """Record the batch's outcome and audit it. Only the counts given are written; the others keep
+    what the run's progress stored (read back for the audit event and the caller), since the
+    in-memory batch never saw those updates."""
     batch.state = state
     batch.error_message = message
-    if total is not None:
-        batch.total_rows = batch.processed_rows = total
-    batch.created_count, batch.updated_count, batch.unchanged_count = created, updated, unchanged
-    if errors is not None:
-        batch.error_count = errors
     batch.finished_at = timezone.now()
+    counts: dict[str, int] = {}
+    if total is not None:
+        counts["total_rows"] = counts["processed_rows"] = total
+    for name, value in (("created_count", created), ("updated_count", updated),
+                        ("unchanged_count", unchanged), ("error_count", errors)):
+        if value is not None:
+            counts[name] = value
+    for name, value in counts.items():
+        setattr(batch, name, value)
     with transaction.atomic():
-        batch.save(update_fields=[
-            "state", "error_message", "total_rows", "processed_rows", "created_count", "updated_count",
-            "unchanged_count", "error_count", "finished_at", "report", "encoding", "options",
-        ])
+        batch.save(update_fields=["state", "error_message", "finished_at", "report", "encoding", "options", *counts])
+        live = [f for f in ("total_rows", "processed_rows", "created_count", "updated_count", "unchanged_count",
+                            "error_count") if f not in counts]
+        if live:
+            batch.refresh_from_db(fields=live)
         audit_log(
             action=f"cases.placement.{state}", actor=batch.uploaded_by, lender_id=batch.lender_id, subject=batch,
             data={"kind": batch.kind, "mode": batch.mode, "file": batch.original_name, "rows": batch.total_rows,
-                  "created": created, "updated": updated, "unchanged": unchanged, "errors": batch.error_count,
+                  "created": batch.created_count, "updated": batch.updated_count,
+                  "unchanged": batch.unchanged_count, "errors": batch.error_count,
                   "message": message[:500], **({"already_applied": batch.report["already_applied"]}
                                                if "already_applied" in batch.report else {})},
         )
@@ -381,15 +437,16 @@ def _run_rows(batch: PlacementBatch, rows, mapping: dict, errors: _Errors, *, sn
     stage = (_PgStage if connection.vendor == "postgresql" else _OrmStage)(batch=batch)
     timings = batch.report.setdefault("timings", {})
     t0 = time.perf_counter()
-    # A large CSV is read by a helper process too, each validating every other chunk of lines:
-    # validation is Python, one core per process.
-    helper = _StageHelper.start(batch=batch, stage=stage, sniffed=sniffed, today=today, mapping=mapping)
-    shares = 2 if helper else 1
-    batch.report["read_processes"] = shares
-    if helper:
-        errors.cap = MAX_STORED_ERRORS // 2  # the helper stores the other half
-
+    helper = None
     try:
+        # A large CSV is read by a helper process too, each validating every other chunk of lines:
+        # validation is Python, one core per process. Started inside the try: if starting it fails,
+        # the stage is still closed (its staging table dropped).
+        helper = _StageHelper.start(batch=batch, stage=stage, sniffed=sniffed, today=today, mapping=mapping)
+        shares = 2 if helper else 1
+        batch.report["read_processes"] = shares
+        if helper:
+            errors.cap = MAX_STORED_ERRORS // 2  # the helper stores the other half
         processed = _stage_rows(stage=stage, rows=rows, validate=validate, errors=errors, share=0, shares=shares)
         if helper:
             done = helper.wait()
@@ -447,6 +504,16 @@ def _stage_rows(*, stage, rows, validate: RowValidator, errors: _Errors, share: 
     return counter["processed"]
 
 
+HELPER_DB_ENV = "PLACEMENT_HELPER_DB"  # the helper's connection settings (JSON), read by stage_helper
+HELPER_DB_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+
+
+def _helper_db_settings(db: dict) -> str:
+    """The connection settings the helper process must use, as JSON (raises TypeError if OPTIONS
+    hold something JSON cannot carry)."""
+    return json.dumps({k: db[k] for k in HELPER_DB_KEYS if k in db})
+
+
 class _StageHelper:
     """A second process reading the same CSV and staging the other half of its chunks
     (``python -m cases.importers.stage_helper``). Used on PostgreSQL for large CSV files when the
@@ -466,15 +533,22 @@ class _StageHelper:
             path = batch.file.path
         except NotImplementedError:  # remote storage: only this process can read it
             return None
-        env = {**os.environ, "DATABASE_URL": _database_url(connection.settings_dict),
+        try:
+            db = _helper_db_settings(connection.settings_dict)
+        except (TypeError, ValueError):  # OPTIONS the helper cannot be given (not JSON): read alone
+            log.warning("placement batch %s: database OPTIONS not serialisable; no helper reader", batch.pk)
+            return None
+        # The connection's own settings, not a URL rebuilt from them: a URL loses OPTIONS (sslmode,
+        # ...) and cannot carry a Unix-socket HOST; NAME is the one in use (a test database, say).
+        env = {**os.environ, HELPER_DB_ENV: db,
                "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "servicing.settings")}
-        log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         proc = subprocess.Popen(  # noqa: S603 - our own module, arguments are ids and dates
             [sys.executable, "-m", "cases.importers.stage_helper", str(batch.pk), path, sniffed.encoding,
              today.isoformat(), str(CHUNK_ROWS), str(os.getpid()), json.dumps(mapping)],
-            cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=log,
+            cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=stderr,
         )
-        return cls(proc, log)
+        return cls(proc, stderr)
 
     def wait(self) -> dict:
         out, _err = self.proc.communicate()
@@ -489,15 +563,6 @@ class _StageHelper:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
-
-
-def _database_url(db: dict) -> str:
-    from urllib.parse import quote
-
-    auth = quote(db.get("USER") or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{auth}@{db.get('HOST') or ''}:{db.get('PORT') or 5432}/{quote(db['NAME'], safe='')}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,6 +682,10 @@ class _PgStage:
                 )
 
     def progress(self, *, rows: int, errors: int) -> None:
+        if self.alone:
+            # The caller's transaction holds the batch row (it reset the counters): an update from
+            # another connection would wait for it forever. Nobody outside sees progress then anyway.
+            return
         # Added, not set: the helper process reports its own lines into the same counters.
         with self.side.cursor() as cur:
             cur.execute("UPDATE cases_placementbatch SET processed_rows = processed_rows + %s,"
@@ -710,6 +779,7 @@ class _Timed:
 # b with b % n == p.
 PART_BUCKETS = 64
 LOCK_PLACEMENTS = 0x504C  # advisory-lock namespace ("PL") for one batch per lender at a time
+LOCK_BATCH_RUN = 0x5052  # advisory-lock namespace ("PR") for one run of a given batch at a time
 
 
 def _share_count(rows: int, *, alone: bool) -> int:
@@ -721,15 +791,22 @@ def _share_count(rows: int, *, alone: bool) -> int:
 def _pg_place_shares(table: str, batch: PlacementBatch, rows: int, *, alone: bool) -> tuple[int, int]:
     """Apply the staged rows share by share: share 0 here, in the caller's transaction (committed
     with the batch's result), the others at once in threads with their own connections, each
-    committing with its PlacementBatchPart row. Shares applied by an earlier attempt are skipped."""
+    committing with its PlacementBatchPart row. Shares applied by an earlier attempt are skipped.
+
+    ``alone`` (inside a caller's transaction, where no other connection sees the staging table): a
+    new batch is one share; the shares an earlier attempt left are applied here one after another."""
     done = {p.part: p for p in PlacementBatchPart.objects.filter(batch_id=batch.pk)}
     shares = next(iter(done.values())).parts if done else _share_count(rows, alone=alone)
     borrower_changes = _pg_borrower_updates(table, batch)
     others = [p for p in range(1, shares) if p not in done]
     timings = batch.report.setdefault("timings", {})
     main = None
-    with ThreadPoolExecutor(max_workers=max(1, len(others)), thread_name_prefix=f"placement-{batch.pk}") as pool:
-        futures = [pool.submit(_pg_place_share_thread, table, batch, p, shares, timings) for p in others]
+    threaded = [] if alone else others
+    with ThreadPoolExecutor(max_workers=max(1, len(threaded)), thread_name_prefix=f"placement-{batch.pk}") as pool:
+        futures = [pool.submit(_pg_place_share_thread, table, batch, p, shares, timings) for p in threaded]
+        if alone:
+            for p in others:
+                _pg_place_share_recorded(table, batch, p, shares, timings)
         if 0 not in done:
             main = _pg_place_share(table, batch, 0, shares, timings)
     # Every thread has ended here (the pool waited): a failed share raises now, and this
@@ -753,14 +830,22 @@ def _pg_place_shares(table: str, batch: PlacementBatch, rows: int, *, alone: boo
 def _pg_place_share_thread(table: str, batch: PlacementBatch, part: int, shares: int, timings: dict) -> None:
     try:
         with transaction.atomic():
-            created, updated, changes = _pg_place_share(table, batch, part, shares, timings)
-            if changes:
-                _audit_changes(batch, _iter_table(changes, ACCOUNT_CHANGE_COLUMNS, json_from=3))
-            PlacementBatchPart.objects.create(batch_id=batch.pk, part=part, parts=shares, created_count=created,
-                                              updated_count=updated)
+            created, updated = _pg_place_share_recorded(table, batch, part, shares, timings)
         _progress(batch.pk, created_count=F("created_count") + created, updated_count=F("updated_count") + updated)
     finally:
         connection.close()  # this thread's own connection
+
+
+def _pg_place_share_recorded(table: str, batch: PlacementBatch, part: int, shares: int,
+                             timings: dict) -> tuple[int, int]:
+    """Apply share ``part`` (not share 0) with its audit events and its PlacementBatchPart row, in the
+    current transaction."""
+    created, updated, changes = _pg_place_share(table, batch, part, shares, timings)
+    if changes:
+        _audit_changes(batch, _iter_table(changes, ACCOUNT_CHANGE_COLUMNS, json_from=3))
+    PlacementBatchPart.objects.create(batch_id=batch.pk, part=part, parts=shares, created_count=created,
+                                      updated_count=updated)
+    return created, updated
 
 
 def _pg_place_share(table: str, batch: PlacementBatch, part: int, shares: int,
@@ -831,7 +916,8 @@ def _pg_borrower_updates(table: str, batch: PlacementBatch) -> str | None:
     changes, known = f"placement_borrower_changes_{batch.pk}", f"placement_known_{batch.pk}"
     with connection.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {changes}, {known}")
-        cur.execute(f"CREATE TEMP TABLE {changes} (id bigint, old jsonb, new jsonb) ON COMMIT DROP")
+        # A primary key, for _iter_table's keyset pages (each page an index range, not a scan).
+        cur.execute(f"CREATE TEMP TABLE {changes} (id bigint PRIMARY KEY, old jsonb, new jsonb) ON COMMIT DROP")
         cur.execute(f'CREATE TEMP TABLE {known} (bkey text COLLATE "C", id bigint) ON COMMIT DROP')
         cur.execute(f"INSERT INTO {known} {_existing_borrowers_sql(table)}", [batch.lender_id, batch.lender_id])
         if not cur.rowcount:  # a first file: nobody to update
@@ -880,15 +966,15 @@ def _pg_place(table: str, batch: PlacementBatch, *, suffix: str, timings: dict) 
         cur.execute(
             _merge_contacts_sql(f"SELECT m.id, s.line, s.phones, s.emails, s.address FROM {table} s"
                                 f" JOIN {multi} m ON m.bkey = s.borrower_key") + " SELECT count(*) FROM upd", [now])
-        # Borrowers are created in file order (above) and accounts inserted in file order (below), so
-        # the per-row foreign-key check and the borrower_id index walk the borrowers sequentially
+        # New borrowers are inserted in borrower-key order (above), and accounts by borrower id (below):
+        # the per-row foreign-key check and the borrower_id index then walk the borrowers sequentially
         # instead of at random across a table larger than shared_buffers.
         # Accounts already placed and changed: update, keeping the old values for the audit log.
         changes = f"placement_changes_{suffix}"
         cur.execute(f"DROP TABLE IF EXISTS {changes}")
-        cur.execute(
-            f"CREATE TEMP TABLE {changes} (id bigint, borrower_id bigint, external_ref text, old jsonb, new jsonb)"
-            f" ON COMMIT DROP")
+        cur.execute(  # keyed by id for _iter_table's keyset pages
+            f"CREATE TEMP TABLE {changes} (id bigint PRIMARY KEY, borrower_id bigint, external_ref text, old jsonb,"
+            f" new jsonb) ON COMMIT DROP")
         cur.execute(
             f"WITH cur AS (SELECT a.id, s.*, jsonb_build_object('balance', a.balance::text, 'principal', a.principal::text,"
             f" 'due_date', a.due_date, 'last_payment_date', a.last_payment_date, 'currency', a.currency,"
@@ -935,14 +1021,9 @@ def _borrower_diff(old: dict, new: dict) -> dict:
     # The audit log is append-only and kept for years: what changed, with contact details masked.
     return {
         "phones_added": [mask_phone(p) for p in new["phones"] if p not in old["phones"]],
-        "emails_added": [_mask_email(e) for e in new["emails"] if e not in old["emails"]],
+        "emails_added": [mask_email(e) for e in new["emails"] if e not in old["emails"]],
         "address_changed": old["address"] != new["address"],
     }
-
-
-def _mask_email(value: str) -> str:
-    name, _at, domain = value.partition("@")
-    return f"{name[:1]}***@{domain}"
 
 
 def _audit_borrower_changes(batch: PlacementBatch, changes) -> int:
@@ -986,8 +1067,8 @@ def _pg_recall(table: str, batch: PlacementBatch) -> tuple[int, int]:
     changes = f"recall_changes_{batch.pk}"
     with connection.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {changes}")
-        cur.execute(f"CREATE TEMP TABLE {changes} (id bigint, borrower_id bigint, external_ref text, status text,"
-                    f" agent_id bigint, reason text) ON COMMIT DROP")
+        cur.execute(f"CREATE TEMP TABLE {changes} (id bigint PRIMARY KEY, borrower_id bigint, external_ref text,"
+                    f" status text, agent_id bigint, reason text) ON COMMIT DROP")
         cur.execute(
             f"WITH cur AS (SELECT a.id, a.status, a.assigned_agent_id, s.reason FROM cases_overdueaccount a"
             f" JOIN {table} s ON a.external_ref = s.external_ref WHERE a.lender_id = %s AND a.status <> ALL(%s)),"
@@ -998,16 +1079,14 @@ def _pg_recall(table: str, batch: PlacementBatch) -> tuple[int, int]:
         updated = cur.rowcount
         cur.execute(f"UPDATE cases_callback SET status = 'cancelled' WHERE status = 'scheduled'"
                     f" AND account_id IN (SELECT id FROM {changes})")
-        events, last = [], 0
-        while True:
-            cur.execute(f"SELECT id, borrower_id, external_ref, status, agent_id, reason FROM {changes}"
-                        f" WHERE id > %s ORDER BY id LIMIT 5000", [last])
-            rows = cur.fetchall()
-            if not rows:
-                break
-            last = rows[-1][0]
-            events = [_recall_event(batch.lender_id, batch.pk, *r) for r in rows]
+    events: list[dict] = []
+    for row in _iter_table(changes, "id, borrower_id, external_ref, status, agent_id, reason", json_from=6):
+        events.append(_recall_event(batch.lender_id, batch.pk, *row))
+        if len(events) >= 5000:
             audit_log_many(events=events, actor=batch.uploaded_by)
+            events = []
+    if events:
+        audit_log_many(events=events, actor=batch.uploaded_by)
     return 0, updated
 
 
@@ -1194,16 +1273,26 @@ def _jsonish(values: dict) -> dict:
 def _orm_recall(batch: PlacementBatch, rows: list[CleanRow]) -> int:
     reasons = {r.external_ref: r.reason for r in rows}
     accounts = list(OverdueAccount.objects.filter(lender_id=batch.lender_id, external_ref__in=list(reasons))
-                    .exclude(status__in=RECALL_SKIP))
-    events = [_recall_event(batch.lender_id, batch.pk, a.pk, a.borrower_id, a.external_ref, a.status,
-                            a.assigned_agent_id, reasons[a.external_ref]) for a in accounts]
+                    .exclude(status__in=RECALL_SKIP).order_by("pk"))
+    return _accounts_recall_apply(lender_id=batch.lender_id, batch_id=batch.pk, accounts=accounts,
+                                  reasons=reasons, actor=batch.uploaded_by)
+
+
+def _accounts_recall_apply(*, lender_id: int, batch_id: int | None, accounts: list[OverdueAccount],
+                           reasons: dict[str, str], actor: User | None) -> int:
+    """Recall ``accounts`` (already chosen: the lender's, not in RECALL_SKIP): status "recalled",
+    unassigned and unlocked, their scheduled callbacks cancelled, one audit event each with the
+    status and agent they had and the reason for their reference. The caller holds the transaction.
+    Returns how many were recalled."""
     ids = [a.pk for a in accounts]
     OverdueAccount.objects.filter(pk__in=ids).update(
         status=OverdueAccount.Status.RECALLED, assigned_agent=None, locked_by=None, locked_until=None,
         updated_at=timezone.now())
     Callback.objects.filter(account_id__in=ids, status=Callback.Status.SCHEDULED).update(status=Callback.Status.CANCELLED)
-    if events:
-        audit_log_many(events=events, actor=batch.uploaded_by)
+    if accounts:
+        audit_log_many(events=[_recall_event(lender_id, batch_id, a.pk, a.borrower_id, a.external_ref, a.status,
+                                             a.assigned_agent_id, reasons.get(a.external_ref, ""))
+                               for a in accounts], actor=actor)
     return len(ids)
 
 
@@ -1224,19 +1313,16 @@ def accounts_recall(*, actor: User, refs: list[str], reason: str = "") -> dict:
     if len(refs) > MAX_RECALL_REFS:
         raise ValidationError({"external_refs": _("At most %(n)s references per request; upload a recall file for more.") % {"n": MAX_RECALL_REFS}})
     with transaction.atomic():
-        accounts = list(OverdueAccount.objects.select_for_update().filter(lender=lender, external_ref__in=refs))
-        by_ref = {a.external_ref: a for a in accounts}
+        # Locked in primary-key order, as every writer of several accounts does: two requests over
+        # overlapping references then queue instead of deadlocking.
+        accounts = list(OverdueAccount.objects.select_for_update().filter(lender=lender, external_ref__in=refs)
+                        .order_by("pk"))
         recalled = [a for a in accounts if a.status not in RECALL_SKIP]
-        ids = [a.pk for a in recalled]
-        OverdueAccount.objects.filter(pk__in=ids).update(
-            status=OverdueAccount.Status.RECALLED, assigned_agent=None, locked_by=None, locked_until=None,
-            updated_at=timezone.now())
-        Callback.objects.filter(account_id__in=ids, status=Callback.Status.SCHEDULED).update(status=Callback.Status.CANCELLED)
-        if recalled:
-            audit_log_many(events=[_recall_event(lender.pk, None, a.pk, a.borrower_id, a.external_ref, a.status,
-                                                 a.assigned_agent_id, reason[:500]) for a in recalled], actor=actor)
+        _accounts_recall_apply(lender_id=lender.pk, batch_id=None, accounts=recalled,
+                               reasons=dict.fromkeys(refs, reason[:500]), actor=actor)
+    known = {a.external_ref for a in accounts}
     return {
         "recalled": sorted(a.external_ref for a in recalled),
-        "unchanged": sorted(r for r in set(refs) if r in by_ref and by_ref[r] not in recalled),
-        "unknown": sorted(r for r in set(refs) if r not in by_ref),
+        "unchanged": sorted(a.external_ref for a in accounts if a.status in RECALL_SKIP),
+        "unknown": sorted(r for r in set(refs) if r not in known),
     }

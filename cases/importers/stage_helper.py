@@ -2,9 +2,10 @@
 
     python -m cases.importers.stage_helper BATCH_ID PATH ENCODING TODAY CHUNK_ROWS PARENT_PID MAPPING_JSON
 
-Reads the file like the task does, validates every other chunk of lines (the odd ones; the task
-takes the even ones), COPYs its valid rows into the batch's staging table, stores its row errors,
-adds its progress to the batch, and prints ``{"processed": n, "errors": e}`` as its last line.
+Connects with the database settings the task passes as JSON in ``PLACEMENT_HELPER_DB``, reads the
+file like the task does, validates every other chunk of lines (the odd ones; the task takes the even
+ones), COPYs its valid rows into the batch's staging table, stores its row errors, adds its progress
+to the batch, and prints ``{"processed": n, "errors": e}`` as its last line.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
+    from django.db import connections
     from django.utils import translation
 
     from cases.importers import services
@@ -42,6 +44,10 @@ def main(argv: list[str]) -> int:
     from cases.importers.validation import RowValidator
     from cases.models import PlacementBatch
 
+    # The task's own connection settings (OPTIONS and a socket HOST included), set before the first
+    # query opens the connection: DATABASE_URL alone may name another database (under tests) and
+    # cannot express them all.
+    connections["default"].settings_dict.update(json.loads(os.environ[services.HELPER_DB_ENV]))
     batch_id, path, encoding, today, chunk_rows = int(argv[0]), argv[1], argv[2], date.fromisoformat(argv[3]), int(argv[4])
     services.CHUNK_ROWS = chunk_rows  # the same chunks as the task, whatever this process's settings say
     batch = PlacementBatch.objects.select_related("lender", "uploaded_by").get(pk=batch_id)

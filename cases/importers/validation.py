@@ -30,7 +30,8 @@ _E164 = re.compile(r"\+[1-9]\d{6,14}")
 _PHONE_SPLIT = re.compile(r"[;,/|，；、]+")
 _PHONE_STRIP = re.compile(r"[\s\-().]")
 _DATE_SEP = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# No control characters: the address goes into a JSON array as is (and NUL into no PostgreSQL text).
+_EMAIL = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+")
 _AMOUNT_STRIP = str.maketrans("", "", ", ¥￥$")
 # The single-valued columns, in the order RowValidator reads them (phones may repeat: read apart).
 _KEYS = ("external_ref", "reason", "borrower_name", "national_id", "email", "address", "region", "time_zone",
@@ -184,7 +185,7 @@ class RowValidator:
         self.ix: dict[str, int] = {}
         for i, key, _h in positions:
             if key != "phones":
-                self.ix[key] = i  # the last of a repeated column wins, as before
+                self.ix[key] = i  # one column per key: resolve_header drops a repeated one (a header error)
         self._pad = [None] * (self.width + 1)
         self._get = itemgetter(*(self.ix.get(k, self.width) for k in _KEYS))
 
@@ -193,9 +194,19 @@ class RowValidator:
         row_values = values[:w] + self._pad[n:] if n <= w else values[:w] + self._pad[w:]
         (v_ref, v_reason, v_name, v_nid, v_email, v_address, v_region, v_tz, v_jur, v_product, v_principal,
          v_balance, v_ccy, v_due, v_lpd) = self._get(row_values)
-        phones_raw = [t for t in (_text(values[i]) for i in self.phone_ix if i < n) if t]
         errors: list[tuple[str, str]] = []
         h = self.headers
+        # NUL cannot be stored in PostgreSQL text (one would fail the COPY of the whole file). One join
+        # and one search per row: CSV rows are all text; an XLSX row with numbers or dates raises.
+        try:
+            nul = "\x00" in "".join(values)
+        except TypeError:
+            nul = any(type(v) is str and "\x00" in v for v in values)
+        if nul:
+            errors = self._nul_errors(values)
+            if errors:
+                return None, errors
+        phones_raw = [t for t in (_text(values[i]) for i in self.phone_ix if i < n) if t]
         ref = _text(v_ref)
         if not ref:
             errors.append((h["external_ref"], _("External reference is empty.")))
@@ -219,6 +230,7 @@ class RowValidator:
             else:
                 errors.append((h["national_id"], _("Invalid Chinese resident ID (length, birth date or check digit).")))
 
+        bad_phone = False
         for chunk in phones_raw:
             for part in _PHONE_SPLIT.split(chunk):
                 part = part.strip()
@@ -226,10 +238,12 @@ class RowValidator:
                     continue
                 phone = normalise_phone(part)
                 if phone is None:
+                    bad_phone = True
                     errors.append((h["phones"], _("Invalid phone number: use a mainland mobile (1xxxxxxxxxx, +86 allowed) or E.164 (+…).")))
                 elif phone not in row.phones:
                     row.phones.append(phone)
-        if not nid and not phones_raw:
+        # The phones read, not the cell: "/" or "、" alone gives none. A bad number is reported already.
+        if not nid and not row.phones and not bad_phone:
             errors.append((h.get("national_id") or h.get("phones") or h["borrower_name"],
                            _("Give a national ID or a phone number to identify the borrower.")))
 
@@ -294,3 +308,9 @@ class RowValidator:
         row.days_past_due = max(0, (self.today - row.due_date).days)
         row.bucket = bucket_for(row.days_past_due)
         return row, errors
+
+    def _nul_errors(self, values: list) -> list[tuple[str, str]]:
+        """The row is refused, naming each column read that holds a NUL (ignored columns are not stored)."""
+        n = len(values)
+        return [(header, _("Contains a NUL (zero) character, which cannot be stored; remove it."))
+                for i, _key, header in self.positions if i < n and type(values[i]) is str and "\x00" in values[i]]

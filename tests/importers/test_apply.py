@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -276,3 +277,126 @@ def test_long_file_names_and_a_zip_that_is_not_a_workbook(lender_user):
     other = placement_batch_create(actor=lender_user, file=SimpleUploadedFile("x.xlsx", buf.getvalue()))
     other = placement_batch_process(batch_id=other.pk)
     assert other.state == "rejected" and "XLSX" in other.error_message
+
+
+def test_a_failed_batch_keeps_the_counts_its_run_recorded(lender_user, monkeypatch):
+    from cases.importers import services
+
+    batch = placement_batch_create(actor=lender_user, file=fixture_file("placements_utf8.csv"), language="en")
+    monkeypatch.setattr(services, "_finish", _finish_exploding_once(services._finish))
+    with pytest.raises(RuntimeError):
+        placement_batch_process(batch_id=batch.pk)
+    batch.refresh_from_db()
+    # Rows read and errors as the run counted them, not the stale values of the task's copy.
+    assert (batch.state, batch.total_rows, batch.processed_rows, batch.error_count) == ("failed", 5, 5, 1)
+    assert (batch.created_count, batch.updated_count) == (0, 0)  # nothing committed
+    event = AuditEvent.objects.get(action="cases.placement.failed", subject_id=str(batch.pk))
+    assert (event.data["rows"], event.data["errors"], event.data["created"]) == (5, 1, 0)
+
+
+def test_nul_characters_and_control_characters_in_emails_fail_their_rows_only(lender_user):
+    # On PostgreSQL one such value would make the COPY of the whole file fail.
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    text = (
+        "external_ref,borrower_name,phones,email,address,balance,due_date\n"
+        "N-1,好人\x00,13800000001,,,100,2025-01-01\n"
+        "N-2,好人,13800000002,,北京\x00市,100,2025-01-01\n"
+        "N-3,好人,13800000003,a\x01b@example.com,,100,2025-01-01\n"
+        "N-4,好人,13800000004,ok@example.com,上海市,100,2025-01-01\n"
+    )
+    batch = placement_batch_create(actor=lender_user, file=SimpleUploadedFile("nul.csv", text.encode()), language="en")
+    batch = placement_batch_process(batch_id=batch.pk)
+    assert (batch.state, batch.created_count, batch.error_count) == ("applied", 1, 3), batch.error_message
+    assert errors_of(batch) == [(2, "borrower_name"), (3, "address"), (4, "email")]
+    assert "NUL" in batch.row_errors.get(line=2).reason
+    assert list(OverdueAccount.objects.values_list("external_ref", flat=True)) == ["N-4"]
+    recall = "external_ref,reason\nN-4,sold\x00\n"
+    batch = placement_batch_create(actor=lender_user, file=SimpleUploadedFile("r.csv", recall.encode()), kind="recall",
+                                   language="en")
+    batch = placement_batch_process(batch_id=batch.pk)
+    assert (batch.state, batch.updated_count, errors_of(batch)) == ("applied", 0, [(2, "reason")])
+
+
+def test_api_recall_reports_finished_accounts_unchanged_and_audits_the_rest(lender_user, upload):
+    upload(lender_user, "placements_utf8.csv")
+    agent = f.user(role="agent")
+    OverdueAccount.objects.filter(external_ref="U-001").update(assigned_agent=agent, status="assigned")
+    OverdueAccount.objects.filter(external_ref="U-003").update(status="paid")
+    u1 = OverdueAccount.objects.get(external_ref="U-001")
+    Callback.objects.create(account=u1, agent=agent, due_at=timezone.now() + timedelta(days=1))
+    result = accounts_recall(actor=lender_user, refs=["U-003", "U-001", "U-002", "U-001", "nope"], reason="sold")
+    assert result == {"recalled": ["U-001", "U-002"], "unchanged": ["U-003"], "unknown": ["nope"]}
+    assert Callback.objects.get(account=u1).status == "cancelled"
+    assert OverdueAccount.objects.get(external_ref="U-003").status == "paid"
+    events = {e.data["external_ref"]: e.data for e in AuditEvent.objects.filter(action="cases.account.recalled")}
+    assert set(events) == {"U-001", "U-002"}
+    assert events["U-001"] == {"batch": None, "external_ref": "U-001", "from": "assigned", "to": "recalled",
+                               "from_agent": agent.pk, "reason": "sold"}
+    assert audit_verify(record=False).ok
+
+
+def test_a_helper_that_cannot_start_still_closes_the_stage(lender_user, monkeypatch):
+    from cases.importers import services
+
+    closed = []
+    for cls in (services._OrmStage, services._PgStage):
+        monkeypatch.setattr(cls, "close", lambda self, real=cls.close: (closed.append(self.batch.pk), real(self))[1])
+
+    def cannot_fork(**kw):
+        raise OSError("cannot fork")
+
+    monkeypatch.setattr(services._StageHelper, "start", staticmethod(cannot_fork))
+    batch = placement_batch_create(actor=lender_user, file=fixture_file("placements_utf8.csv"), language="en")
+    with pytest.raises(OSError, match="cannot fork"):
+        placement_batch_process(batch_id=batch.pk)
+    assert closed == [batch.pk]
+    batch.refresh_from_db()
+    assert batch.state == "failed" and "cannot fork" in batch.error_message
+
+
+def test_a_batch_another_worker_is_processing_is_left_to_it(lender_user, require_postgres):
+    """Here inside the test's transaction (the transaction-level form of the run lock);
+    tests/importers/test_shares.py has the session-level one."""
+    from django.db import connection
+
+    from cases.importers.services import LOCK_BATCH_RUN
+
+    batch = placement_batch_create(actor=lender_user, file=fixture_file("placements_utf8.csv"), language="en")
+    other = connection.copy()
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s, %s::integer)", [LOCK_BATCH_RUN, batch.pk])
+        same = placement_batch_process(batch_id=batch.pk)
+        assert (same.state, same.started_at, same.row_errors.count()) == ("pending", None, 0)
+        assert OverdueAccount.objects.count() == 0
+    finally:
+        other.close()  # its session ends: the lock goes with it
+    assert placement_batch_process(batch_id=batch.pk).state == "applied"
+
+
+def test_the_temp_tables_of_changes_are_keyed_for_keyset_paging(lender_user, upload, monkeypatch, require_postgres):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import connection
+
+    from cases.importers import services
+
+    keyed: dict[str, bool] = {}
+    real = services._iter_table
+
+    def iter_table(table, columns, *, json_from):
+        with connection.cursor() as cur:
+            cur.execute("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = %s::regclass AND indisunique"
+                        " AND indkey[0] = (SELECT attnum FROM pg_attribute WHERE attrelid = %s::regclass"
+                        " AND attname = 'id'))", [table, table])
+            keyed[re.sub(r"(_\d+)+$", "", table)] = cur.fetchone()[0]  # placement_changes_7_0 -> placement_changes
+        return real(table, columns, json_from=json_from)
+
+    monkeypatch.setattr(services, "_iter_table", iter_table)
+    upload(lender_user, "placements_utf8.csv")
+    later = ("external_ref,borrower_name,national_id,phones,balance,due_date\n"
+             "U-001,张三,110105194912310022,13900000001,7000,2025-01-15\n")
+    batch = placement_batch_create(actor=lender_user, file=SimpleUploadedFile("later.csv", later.encode()), language="en")
+    assert placement_batch_process(batch_id=batch.pk).updated_count == 1
+    upload(lender_user, "recall.csv", kind="recall")
+    assert keyed == {"placement_borrower_changes": True, "placement_changes": True, "recall_changes": True}

@@ -137,3 +137,36 @@ def test_huge_or_too_precise_amounts_are_row_errors_not_crashes():
         assert v(2, ["R1", "A", "13800000000", "1e400", "2025-01-01"])[1] == [("balance", "Amount is too large.")]
         assert v(3, ["R2", "A", "13800000000", "1.005", "2025-01-01"])[1] == [("balance", "Amount has more than two decimals.")]
         assert v(4, ["R3", "A", "", "1", "2025-01-01"])[1][0][1].startswith("Give a national ID or a phone")
+
+
+def test_a_phone_cell_of_separators_only_gives_no_phone():
+    header = resolve_header(["external_ref", "borrower_name", "phones", "balance", "due_date"])
+    v = RowValidator(positions=header.positions, kind="placement", default_jurisdiction="CN", today=date(2025, 6, 1))
+    with translation.override("en"):
+        for cell in ("/", "、", " ; / "):
+            clean, errors = v(2, ["R1", "A", cell, "1", "2025-01-01"])
+            assert clean is None and [c for c, _r in errors] == ["phones"]
+            assert errors[0][1].startswith("Give a national ID or a phone")
+        # A bad number is reported as such, not twice.
+        assert v(3, ["R2", "A", "12345", "1", "2025-01-01"])[1] == [
+            ("phones", "Invalid phone number: use a mainland mobile (1xxxxxxxxxx, +86 allowed) or E.164 (+…).")]
+        assert v(4, ["R3", "A", "13800000000/", "1", "2025-01-01"])[0].phones == ["13800000000"]
+
+
+def test_nul_characters_and_control_characters_in_emails_are_row_errors():
+    header = resolve_header(["external_ref", "borrower_name", "phones", "email", "address", "balance", "due_date", "memo"])
+    v = RowValidator(positions=header.positions, kind="placement", default_jurisdiction="CN", today=date(2025, 6, 1))
+    ok = ["R1", "A", "13800000000", "a@example.com", "x", "1", "2025-01-01", ""]
+    with translation.override("en"):
+        nul = "Contains a NUL (zero) character, which cannot be stored; remove it."
+        assert v(2, ["R1", "A\x00", *ok[2:4], "x\x00y", *ok[5:]]) == (None, [("borrower_name", nul), ("address", nul)])
+        assert v(3, ["R\x00", *ok[1:]])[1] == [("external_ref", nul)]
+        for email in ("a\x01b@example.com", "a@exa\x1fmple.com", "a@example.c\x00m"):
+            clean, errors = v(4, [*ok[:3], email, *ok[4:]])
+            assert clean is None and errors[0][0] == "email"
+        assert v(5, [*ok[:-1], "memo\x00"])[0] is not None  # an ignored column is not stored
+        assert v(6, ok)[0].email == "a@example.com"
+    recall = resolve_header(["external_ref", "reason"], kind="recall")
+    r = RowValidator(positions=recall.positions, kind="recall", default_jurisdiction="CN", today=date(2025, 6, 1))
+    with translation.override("en"):
+        assert r(2, ["R1", "sold\x00"]) == (None, [("reason", nul)])

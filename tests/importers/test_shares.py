@@ -8,10 +8,13 @@ database; the share size is lowered so a file of a few hundred rows is split.
 from __future__ import annotations
 
 import io
+import json
+import os
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from cases.importers import services
 from cases.importers.services import placement_batch_create, placement_batch_process
@@ -114,6 +117,11 @@ def test_a_failed_share_leaves_a_resumable_batch(shares, lender_user, monkeypatc
     done = PlacementBatchPart.objects.get(batch=batch)
     assert done.part == 1
     assert OverdueAccount.objects.filter(lender=lender_user.lender).count() == done.created_count
+    # The failed batch counts what the committed share created, and keeps the rows it read.
+    assert (batch.created_count, batch.updated_count) == (done.created_count, 0) and done.created_count > 0
+    assert (batch.total_rows, batch.processed_rows, batch.error_count) == (ROWS, ROWS, 0)
+    failed = AuditEvent.objects.get(action="cases.placement.failed", subject_id=str(batch.pk))
+    assert (failed.data["created"], failed.data["updated"], failed.data["rows"]) == (done.created_count, 0, ROWS)
 
     monkeypatch.setattr(services, "_pg_place_share", real)
     batch = placement_batch_process(batch_id=batch.pk)  # processing it again resumes
@@ -143,3 +151,117 @@ def test_both_readers_use_the_lenders_saved_column_mapping(shares, lender_user):
     batch = placement_batch_create(actor=lender_user, file=SimpleUploadedFile("own.csv", own.encode()), language="en")
     batch = placement_batch_process(batch_id=batch.pk)
     assert (batch.state, batch.report["read_processes"], batch.created_count, batch.error_count) == ("applied", 2, ROWS, 0)
+
+
+def _fail_share_two(monkeypatch, lender_user) -> PlacementBatch:
+    """An uploaded batch whose first run applied share 1 of 3 and failed on share 2."""
+    real = services._pg_place_share
+
+    def share_two_fails(table, batch, part, *args, **kw):
+        if part == 2:
+            raise RuntimeError("connection lost")
+        return real(table, batch, part, *args, **kw)
+
+    monkeypatch.setattr(services, "_pg_place_share", share_two_fails)
+    with pytest.raises(RuntimeError):
+        placement_batch_create(actor=lender_user, file=_csv(ROWS), language="en")
+    monkeypatch.setattr(services, "_pg_place_share", real)
+    batch = PlacementBatch.objects.get(lender=lender_user.lender)
+    assert batch.state == "failed" and list(batch.parts.values_list("part", flat=True)) == [1]
+    return batch
+
+
+def test_a_failed_batch_resumed_inside_a_callers_transaction_applies_the_rest_itself(shares, lender_user,
+                                                                                     monkeypatch):
+    """Inside a transaction no other connection sees the batch's staging table, and the batch row is
+    locked by that transaction: the shares left are applied on this connection, one after another,
+    and progress is not written through a second one (it would wait for the lock for ever)."""
+    batch = _fail_share_two(monkeypatch, lender_user)
+    # A regression fails within seconds instead of hanging: every new connection gives up waiting.
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS",
+                        {**connection.settings_dict.get("OPTIONS", {}), "options": "-c lock_timeout=5000"})
+    with transaction.atomic():
+        batch = placement_batch_process(batch_id=batch.pk)
+    assert batch.state == "applied", batch.error_message
+    assert (batch.created_count, batch.updated_count, batch.unchanged_count, batch.error_count) == (ROWS, 0, 0, 0)
+    assert batch.report["read_processes"] == 1
+    assert sorted(PlacementBatchPart.objects.filter(batch=batch).values_list("part", "parts")) == [(0, 3), (1, 3), (2, 3)]
+    assert OverdueAccount.objects.filter(lender=lender_user.lender).count() == ROWS
+    assert Borrower.objects.filter(lender=lender_user.lender).count() == 100
+    assert AuditEvent.objects.filter(action="cases.placement.applied", subject_id=str(batch.pk)).count() == 1
+    assert audit_verify(record=False).ok
+
+
+def _upload_without_processing(monkeypatch, lender_user, file) -> PlacementBatch:
+    from cases.tasks import placement_batch_process_task
+
+    with monkeypatch.context() as m:
+        m.setattr(placement_batch_process_task, "delay", lambda batch_id: None)
+        return placement_batch_create(actor=lender_user, file=file, language="en")
+
+
+def test_one_run_of_a_batch_at_a_time(require_postgres, lender_user, monkeypatch):
+    from celery.exceptions import Retry
+
+    from cases.importers.services import LOCK_BATCH_RUN
+    from cases.tasks import placement_batch_process_task
+
+    batch = _upload_without_processing(monkeypatch, lender_user, _csv(30))
+    other = connection.copy()
+    try:
+        with other.cursor() as cur:  # another worker running this batch
+            cur.execute("SELECT pg_try_advisory_lock(%s, %s::integer)", [LOCK_BATCH_RUN, batch.pk])
+            assert cur.fetchone()[0]
+            same = placement_batch_process(batch_id=batch.pk)
+            assert (same.state, same.started_at) == ("pending", None)
+            assert not OverdueAccount.objects.filter(lender=lender_user.lender).exists()
+            # The task, as a worker runs it, comes back later rather than leave the batch to nobody.
+            retries = []
+            monkeypatch.setattr(placement_batch_process_task, "retry",
+                                lambda **kw: retries.append(kw) or Retry("busy"))
+            placement_batch_process_task.push_request(is_eager=False)
+            try:
+                with pytest.raises(Retry):
+                    placement_batch_process_task.run(batch.pk)
+            finally:
+                placement_batch_process_task.pop_request()
+            assert retries == [{"countdown": 60}]
+            cur.execute("SELECT pg_advisory_unlock(%s, %s::integer)", [LOCK_BATCH_RUN, batch.pk])
+            assert placement_batch_process(batch_id=batch.pk).state == "applied"
+            # Released when the run ends (session-level, so it outlives the run's transactions otherwise).
+            cur.execute("SELECT pg_try_advisory_lock(%s, %s::integer)", [LOCK_BATCH_RUN, batch.pk])
+            assert cur.fetchone()[0]
+    finally:
+        other.close()
+
+
+def test_the_helper_reader_connects_with_the_tasks_own_settings(shares, lender_user, monkeypatch):
+    """Its NAME (here the test database, which DATABASE_URL does not name), OPTIONS and a Unix-socket
+    HOST, none of which a rebuilt URL carried."""
+    import subprocess
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW unix_socket_directories")
+        sockets = [d.strip() for d in cur.fetchone()[0].split(",") if d.strip()]
+    socket_dir = next((d for d in sockets if (Path(d) / f".s.PGSQL.{connection.settings_dict.get('PORT') or 5432}").exists()), None)
+    if socket_dir is None:
+        pytest.skip("the PostgreSQL server has no Unix socket on this machine")
+    monkeypatch.setitem(connection.settings_dict, "HOST", socket_dir)
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS",
+                        {**connection.settings_dict.get("OPTIONS", {}), "application_name": "placement-tests"})
+    seen = []
+    real_popen = subprocess.Popen
+
+    def popen(args, **kw):
+        seen.append(kw["env"])
+        return real_popen(args, **kw)
+
+    monkeypatch.setattr(services.subprocess, "Popen", popen)
+    batch = placement_batch_create(actor=lender_user, file=_csv(ROWS), language="en")
+    batch = PlacementBatch.objects.get(pk=batch.pk)
+    assert (batch.state, batch.report["read_processes"], batch.created_count) == ("applied", 2, ROWS), batch.error_message
+    (env,) = seen
+    db = json.loads(env[services.HELPER_DB_ENV])
+    assert (db["NAME"], db["HOST"], db["OPTIONS"]["application_name"]) == (
+        connection.settings_dict["NAME"], socket_dir, "placement-tests")
+    assert env.get("DATABASE_URL") == os.environ.get("DATABASE_URL")  # left as it was

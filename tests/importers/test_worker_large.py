@@ -98,9 +98,29 @@ def test_a_worker_killed_while_applying_leaves_a_batch_that_completes_when_proce
     done = PlacementBatchPart.objects.filter(batch=batch).count()
     assert done < 2 and OverdueAccount.objects.filter(lender=user.lender).count() < rows
 
+    _wait_for_run_lock_release(batch.pk)
     batch = placement_batch_process(batch_id=batch.pk)
     assert batch.state == "applied", batch.error_message
     assert (batch.created_count, batch.updated_count, batch.unchanged_count, batch.error_count) == (rows, 0, 0, 0)
     assert OverdueAccount.objects.filter(lender=user.lender).count() == rows
     assert Borrower.objects.filter(lender=user.lender).count() == 21_000  # one per national ID, never two
     assert PlacementBatchPart.objects.filter(batch=batch).count() == 2
+
+
+def _wait_for_run_lock_release(batch_id: int, timeout: float = 60) -> None:
+    """The killed worker's database session lives on until its running statement ends, and holds the
+    batch's run lock till then: processing the batch meanwhile would leave it to that session. A
+    re-delivered task comes much later (the broker's visibility timeout); wait as it would."""
+    from django.db import connection
+
+    from cases.importers.services import LOCK_BATCH_RUN
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s"
+                        " AND objid::bigint = %s AND objsubid = 2", [LOCK_BATCH_RUN, batch_id])
+            if not cur.fetchone()[0]:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the killed worker still holds batch {batch_id} after {timeout} s")
