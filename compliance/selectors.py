@@ -313,7 +313,9 @@ KNOWN_AUDIT_ACTIONS = (
     "auth.", "auth.login", "auth.logout", "auth.login_failed",
     "cases.", "cases.contact_attempt.recorded", "cases.promise.created", "cases.payment.recorded",
     "cases.account.assigned", "cases.account.status_changed", "cases.account.aged", "cases.note.added",
-    "cases.callback.scheduled", "cases.agent.settings_changed",
+    "cases.callback.scheduled", "cases.agent.settings_changed", "cases.account.updated", "cases.account.recalled",
+    "cases.borrower.updated", "cases.repayment_plan.completed", "cases.contact_attempt.outcome_changed",
+    "cases.placement.", "admin.", "reminders.",
     "compliance.", "compliance.contact.blocked", "compliance.callback.blocked",
     "compliance.policy.drafted", "compliance.policy.published",
 )

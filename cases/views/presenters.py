@@ -50,6 +50,11 @@ AUDIT_LABELS = {
     "cases.account.locked": _("Opened for work (locked)"),
     "cases.account.unlocked": _("Released"),
     "cases.pii.viewed": _("Unmasked personal data viewed"),
+    "cases.repayment_plan.completed": _("Repayment plan completed"),
+    "cases.account.updated": _("Updated by a placement file"),
+    "cases.account.recalled": _("Recalled by the lender"),
+    "cases.borrower.updated": _("Contact details added by a placement file"),
+    "cases.contact_attempt.outcome_changed": _("Outreach outcome changed (delivery failed)"),
 }
 
 FORMAT = "Y-m-d H:i D"
