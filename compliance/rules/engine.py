@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 
-from .model import Attempt, BorrowerFacts, Decision, Proposal
+from .model import Attempt, BorrowerFacts, Decision, Proposal, Violation
 from .policy import Context, Policy
+from .text import gettext_noop, text
+from .zones import JURISDICTION_ZONES
 
 _MAX_ROUNDS = 10_000
 
@@ -27,7 +29,17 @@ def evaluate(*, policy: Policy, facts: BorrowerFacts, history: Sequence[Attempt]
     if proposal.at.tzinfo is None or proposal.at.utcoffset() is None:
         raise ValueError("Proposal.at must be timezone-aware.")
     at = proposal.at.astimezone(UTC)
-    ctx = Context.build(facts=facts, history=history, proposal=proposal)
+    # No zone known for the borrower: every zone of the jurisdiction at once, never the server's.
+    zones = facts.time_zones or policy.zones or JURISDICTION_ZONES.get(policy.code, ())
+    if not zones:
+        if proposal.direction == "inbound":
+            return Decision(True, (), at, policy.code, policy.version)
+        message = text(gettext_noop("The borrower's time zone is not known and policy %(policy)s names no time zones"
+                                    " for its jurisdiction, so no lawful hour can be worked out. Record the"
+                                    " borrower's time zone first."), policy=policy.code)
+        violation = Violation("TZ_UNKNOWN", message.render(), "12 CFR 1006.6(b)(1)(i) (place of the consumer)", (message,))
+        return Decision(False, (violation,), None, policy.code, policy.version)
+    ctx = Context.build(facts=facts, history=history, proposal=proposal, zones=tuple(zones))
     bounds = [rule.bind(ctx) for rule in policy.rules if rule.applies(proposal, facts)]
 
     violations = []

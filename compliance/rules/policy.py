@@ -24,9 +24,12 @@ from zoneinfo import ZoneInfo
 from .localtime import day_start, local_intervals, wall, zone
 from .model import (
     CHANNELS,
+    DIRECTIONS,
+    ELECTRONIC_CHANNELS,
     HOLD_FLAGS,
     OUTCOMES,
     PARTIES,
+    PENDING,
     Attempt,
     BorrowerFacts,
     Proposal,
@@ -40,7 +43,8 @@ from .text import hhmm as _hhmm
 HORIZON = timedelta(days=400)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SCOPES = ("account", "borrower", "number")
+SCOPES = ("account", "borrower", "person", "number")
+HOLD_SCOPES = ("borrower", "person")
 PERIODS = ("rolling", "day")
 
 CHANNEL_NOUNS = {"call": "calls", "sms": "text messages", "email": "emails", "letter": "letters", "visit": "visits"}
@@ -52,6 +56,7 @@ HOLD_MESSAGES = {
     "bankruptcy": gettext_noop("The borrower is in bankruptcy; collection outreach is barred while the bankruptcy stay applies."),
     "deceased": gettext_noop("The borrower is recorded as deceased; no collection outreach may be made on this record."),
 }
+PERSON_HOLD_NOTE = gettext_noop("(Recorded on this person's account with another lender: it applies to every lender.)")
 
 
 def _violation(rule: Rule, *parts: Text) -> Violation:
@@ -74,9 +79,13 @@ class Context:
     history: tuple[tuple[datetime, Attempt], ...]  # (UTC instant, attempt), sorted by instant
     zones: tuple[ZoneInfo, ...]
     limit: datetime  # search horizon for next_allowed_at
+    zones_assumed: bool = False  # no zone known: all the jurisdiction's zones are used
 
     @classmethod
-    def build(cls, *, facts: BorrowerFacts, history: Sequence[Attempt], proposal: Proposal) -> Context:
+    def build(
+        cls, *, facts: BorrowerFacts, history: Sequence[Attempt], proposal: Proposal,
+        zones: tuple[str, ...] = (),
+    ) -> Context:
         items = []
         for attempt in history:
             if not isinstance(attempt, Attempt):
@@ -84,12 +93,14 @@ class Context:
             items.append((attempt.at.astimezone(UTC), attempt))
         items.sort(key=lambda item: item[0])
         at = proposal.at.astimezone(UTC)
+        names = facts.time_zones or zones
         return cls(
             facts=facts,
             proposal=proposal,
             history=tuple(items),
-            zones=tuple(zone(name) for name in facts.time_zones),
+            zones=tuple(zone(name) for name in names),
             limit=at + HORIZON,
+            zones_assumed=not facts.time_zones,
         )
 
     @property
@@ -107,16 +118,28 @@ class Context:
         parties: tuple[str, ...],
         scope: str,
         directions: tuple[str, ...] = ("outbound",),
+        account_id: int | None = None,
+        pending: bool = True,
     ) -> list[datetime]:
-        """UTC instants (sorted) of the history attempts matching the filters and the scope."""
+        """UTC instants (sorted) of the history attempts matching the filters and the scope.
+
+        Scopes: "account" (attempts about ``account_id``, the proposal's debt by default; an attempt
+        about several debts matches each), "borrower" (this lender's record of the borrower),
+        "person" (the whole history given: every lender's record of the same person), "number"
+        (the same phone number). A PENDING attempt (started, outcome not reported yet) matches any
+        ``outcomes`` when ``pending`` is true: it counts as whatever restricts the most.
+        """
         p = self.proposal
+        account = p.account_id if account_id is None else account_id
         out = []
         for instant, a in self.history:
-            if a.direction not in directions or a.channel not in channels or a.outcome not in outcomes:
+            if a.direction not in directions or a.channel not in channels or a.party not in parties:
                 continue
-            if a.party not in parties:
+            if a.outcome not in outcomes and not (pending and a.outcome == PENDING):
                 continue
-            if scope == "account" and a.account_id != p.account_id:
+            if scope == "account" and account not in a.account_ids:
+                continue
+            if scope == "borrower" and a.borrower_id != p.borrower_id:
                 continue
             if scope == "number" and a.phone != p.phone:
                 continue
@@ -148,6 +171,41 @@ def _first_ok(bound: Bound, candidates: list[datetime], t: datetime, limit: date
         if bound.ok(c):
             return c
     return None
+
+
+class _AllOf(Bound):
+    """One rule counted per debt, for an outreach about several debts: each must be satisfied."""
+
+    def __init__(self, bounds: list[Bound], limit: datetime) -> None:
+        self.bounds = bounds
+        self.limit = limit
+        self.predictable = all(b.predictable for b in bounds)
+
+    def ok(self, t: datetime) -> bool:
+        return all(b.ok(t) for b in self.bounds)
+
+    def violation(self, t: datetime) -> Violation | None:
+        return next((v for v in (b.violation(t) for b in self.bounds) if v is not None), None)
+
+    def earliest(self, t: datetime) -> datetime | None:
+        for _ in range(1000):
+            moved = False
+            for b in self.bounds:
+                e = b.earliest(t)
+                if e is None or e > self.limit:
+                    return None
+                if e > t:
+                    t, moved = e, True
+            if not moved:
+                return t
+        return None  # pragma: no cover - pathological data
+
+
+def _per_account(make, ctx: Context, scope: str) -> Bound:
+    ids = sorted(ctx.proposal.account_ids)
+    if scope != "account" or len(ids) == 1:
+        return make(ctx.proposal.account_id)
+    return _AllOf([make(a) for a in ids], ctx.limit)
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,6 +494,10 @@ class _TimeWindowBound(Bound):
                 when=Seq(tuple(Local(t, tz.key) for tz in hours)), noun=noun,
                 hours=Hours(tuple((w.start, w.end, tuple(w.days)) for w in self.rule.windows)),
             ))
+        if self.ctx.zones_assumed:
+            parts.append(text(gettext_noop("The borrower's time zone is not known, so the hours must hold in every"
+                                           " time zone of the jurisdiction (%(zones)s)."),
+                              zones=Seq(tuple(tz.key for tz in self.ctx.zones), ", ")))
         if self.rule.consent_waives:
             parts.append(text(gettext_noop("The borrower has not agreed to contact outside these hours.")))
         return _violation(self.rule, *parts)
@@ -449,6 +511,8 @@ def _scope_phrase(scope: str, proposal: Proposal) -> Text:
         return text(gettext_noop("about this debt"))
     if scope == "borrower":
         return text(gettext_noop("with this borrower (all debts)"))
+    if scope == "person":
+        return text(gettext_noop("with this person (all debts, every lender)"))
     return text(gettext_noop("to %(phone)s"), phone=proposal.phone) if proposal.phone else text(gettext_noop("to this number"))
 
 
@@ -500,16 +564,22 @@ class FrequencyRule(Rule):
             label=r.str("label", "attempts"),
         )
 
+    def applies(self, proposal: Proposal, facts: BorrowerFacts) -> bool:
+        # A contact reported with an outcome the cap does not count (a busy call) cannot exceed it.
+        return super().applies(proposal, facts) and proposal.may_be(self.count_outcomes)
+
     def bind(self, ctx: Context) -> Bound:
-        return _FrequencyBound(self, ctx)
+        return _per_account(lambda account: _FrequencyBound(self, ctx, account), ctx, self.scope)
 
 
 class _FrequencyBound(Bound):
-    def __init__(self, rule: FrequencyRule, ctx: Context) -> None:
+    def __init__(self, rule: FrequencyRule, ctx: Context, account_id: int) -> None:
         self.rule = rule
         self.ctx = ctx
+        self.account_id = account_id
         self.times = ctx.select(
-            channels=rule.count_channels, outcomes=rule.count_outcomes, parties=rule.parties, scope=rule.scope
+            channels=rule.count_channels, outcomes=rule.count_outcomes, parties=rule.parties, scope=rule.scope,
+            account_id=account_id,
         )
         self.span = timedelta(days=rule.days)
         if rule.period == "day":
@@ -571,7 +641,15 @@ class _FrequencyBound(Bound):
         return _violation(r, text(
             template, count=n, label=Word(r.label), scope=_scope_phrase(r.scope, self.ctx.proposal), max=r.max,
             days=r.days, date=wall(self.ctx.primary, t).date(), zone=self.ctx.primary.key,
-        ))
+        ), *_debt_note(r.scope, self.ctx.proposal, self.account_id))
+
+
+def _debt_note(scope: str, proposal: Proposal, account_id: int) -> tuple[Text, ...]:
+    """Which debt, when an outreach is about several (each counts on its own)."""
+    if scope != "account" or len(proposal.account_ids) == 1:
+        return ()
+    return (text(gettext_noop("(Debt #%(account)s: an outreach about several debts counts for each of them.)"),
+                 account=account_id),)
 
 
 # ---- cooldown ------------------------------------------------------------------------------
@@ -585,6 +663,10 @@ class CooldownRule(Rule):
 
     trigger_channels: tuple[str, ...] = ("call",)
     trigger_outcomes: tuple[str, ...] = OUTCOMES
+    #: Who started the trigger: ("outbound",) in v1 policies; Reg F's wait follows any conversation.
+    trigger_directions: tuple[str, ...] = ("outbound",)
+    #: Outcomes of the restricted outreach that the wait applies to (a busy call may not count).
+    count_outcomes: tuple[str, ...] = OUTCOMES
     days: int = 7
     scope: str = "account"
     label: str = "contact"  # what the trigger is, for the message ("telephone conversation", ...)
@@ -593,14 +675,18 @@ class CooldownRule(Rule):
         return timedelta(days=self.days)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             **self._base_dict(),
             "trigger_channels": list(self.trigger_channels),
             "trigger_outcomes": list(self.trigger_outcomes),
-            "days": self.days,
-            "scope": self.scope,
-            "label": self.label,
         }
+        # Only written when not the default, so v1 policies keep their exact stored form.
+        if self.trigger_directions != ("outbound",):
+            out["trigger_directions"] = list(self.trigger_directions)
+        if self.count_outcomes != OUTCOMES:
+            out["count_outcomes"] = list(self.count_outcomes)
+        out.update({"days": self.days, "scope": self.scope, "label": self.label})
+        return out
 
     @classmethod
     def from_dict(cls, r: _Reader) -> CooldownRule:
@@ -608,42 +694,83 @@ class CooldownRule(Rule):
             **cls._base_kwargs(r),
             trigger_channels=r.choices("trigger_channels", CHANNELS),
             trigger_outcomes=r.choices("trigger_outcomes", OUTCOMES),
+            trigger_directions=r.choices("trigger_directions", DIRECTIONS, ("outbound",)),
+            count_outcomes=r.choices("count_outcomes", OUTCOMES, OUTCOMES),
             days=r.int("days", minimum=1),
             scope=r.choice("scope", SCOPES),
             label=r.str("label", "contact"),
         )
 
+    def applies(self, proposal: Proposal, facts: BorrowerFacts) -> bool:
+        return super().applies(proposal, facts) and (self._waits(proposal) or self._triggers(proposal))
+
+    def _waits(self, proposal: Proposal) -> bool:
+        """Is the proposal an outreach the wait restricts (may it come after a trigger)?"""
+        return proposal.may_be(self.count_outcomes)
+
+    def _triggers(self, proposal: Proposal) -> bool:
+        """Could the proposal itself start a wait (a conversation), restricting later outreach?"""
+        return (proposal.channel in self.trigger_channels and proposal.direction in self.trigger_directions
+                and proposal.party in self.parties and proposal.may_be(self.trigger_outcomes))
+
     def bind(self, ctx: Context) -> Bound:
-        return _CooldownBound(self, ctx)
+        return _per_account(lambda account: _CooldownBound(self, ctx, account), ctx, self.scope)
 
 
 class _CooldownBound(Bound):
-    def __init__(self, rule: CooldownRule, ctx: Context) -> None:
+    """A trigger at c blocks c <= t < c + days. The conflict is symmetric: an outreach that may
+    itself be a trigger is refused when outreach the wait restricts was already made after it
+    within the wait (a back-dated entry, or a colleague's call a moment later)."""
+
+    def __init__(self, rule: CooldownRule, ctx: Context, account_id: int) -> None:
         self.rule = rule
         self.ctx = ctx
+        self.account_id = account_id
         self.times = ctx.select(
-            channels=rule.trigger_channels, outcomes=rule.trigger_outcomes, parties=rule.parties, scope=rule.scope
-        )
+            channels=rule.trigger_channels, outcomes=rule.trigger_outcomes, parties=rule.parties, scope=rule.scope,
+            directions=rule.trigger_directions, account_id=account_id,
+        ) if rule._waits(ctx.proposal) else []
+        self.later = ctx.select(
+            channels=rule.channels, outcomes=rule.count_outcomes, parties=rule.parties, scope=rule.scope,
+            account_id=account_id,
+        ) if rule._triggers(ctx.proposal) else []
         self.span = timedelta(days=rule.days)
 
+    def _later_in_wait(self, t: datetime) -> datetime | None:
+        """The first restricted outreach in (t, t + days): a trigger at t would put it in the wait."""
+        i = bisect_right(self.later, t)
+        if i < len(self.later) and self.later[i] < t + self.span:
+            return self.later[i]
+        return None
+
     def ok(self, t: datetime) -> bool:
-        return _count_between(self.times, t - self.span, t) == 0
+        return _count_between(self.times, t - self.span, t) == 0 and self._later_in_wait(t) is None
 
     def earliest(self, t: datetime) -> datetime | None:
-        return _first_ok(self, [a + self.span for a in self.times], t, self.ctx.limit)
+        candidates = [a + self.span for a in self.times] + self.later
+        return _first_ok(self, candidates, t, self.ctx.limit)
 
     def violation(self, t: datetime) -> Violation | None:
-        i = bisect_right(self.times, t)
-        if i == 0 or self.times[i - 1] <= t - self.span:
-            return None
-        last = self.times[i - 1]
         tz = self.ctx.primary
         r = self.rule
+        scope = _scope_phrase(r.scope, self.ctx.proposal)
+        note = _debt_note(r.scope, self.ctx.proposal, self.account_id)
+        i = bisect_right(self.times, t)
+        if i and self.times[i - 1] > t - self.span:
+            last = self.times[i - 1]
+            return _violation(r, text(
+                gettext_noop("There was a %(label)s %(scope)s on %(when)s; no %(noun)s until %(days)s days after it, i.e. %(until)s."),
+                label=Word(r.label), scope=scope, when=Local(last, tz.key),
+                noun=Word(self.ctx.channel_noun()), days=r.days, until=Local(last + self.span, tz.key),
+            ), *note)
+        later = self._later_in_wait(t)
+        if later is None:
+            return None
         return _violation(r, text(
-            gettext_noop("There was a %(label)s %(scope)s on %(when)s; no %(noun)s until %(days)s days after it, i.e. %(until)s."),
-            label=Word(r.label), scope=_scope_phrase(r.scope, self.ctx.proposal), when=Local(last, tz.key),
-            noun=Word(self.ctx.channel_noun()), days=r.days, until=Local(last + self.span, tz.key),
-        ))
+            gettext_noop("Outreach %(scope)s was already made on %(when)s, less than %(days)s days after this time;"
+                         " a %(label)s at this time would put it inside the waiting period."),
+            scope=scope, when=Local(later, tz.key), days=r.days, label=Word(r.label),
+        ), *note)
 
 
 # ---- holds ---------------------------------------------------------------------------------
@@ -657,11 +784,15 @@ class HoldRule(Rule):
 
     flag: str = "cease"
     message: str = ""  # empty: a standard explanation for the flag
+    #: "borrower": this lender's record only; "person": a hold on any lender's record of the person.
+    scope: str = "borrower"
 
     def to_dict(self) -> dict:
         out = {**self._base_dict(), "flag": self.flag}
         if self.message:
             out["message"] = self.message
+        if self.scope != "borrower":
+            out["scope"] = self.scope
         return out
 
     @classmethod
@@ -671,20 +802,22 @@ class HoldRule(Rule):
         message = r.raw("message", "", required=False)
         if not isinstance(message, str):
             raise ValueError(f"{r.where}.message: expected a string.")
-        return cls(**kwargs, flag=flag, message=message)
+        return cls(**kwargs, flag=flag, message=message, scope=r.choice("scope", HOLD_SCOPES, "borrower"))
 
     def applies(self, proposal: Proposal, facts: BorrowerFacts) -> bool:
-        return self.flag in facts.holds and super().applies(proposal, facts)
+        holds = facts.person_holds if self.scope == "person" else facts.holds
+        return self.flag in holds and super().applies(proposal, facts)
 
     def bind(self, ctx: Context) -> Bound:
-        return _HoldBound(self)
+        return _HoldBound(self, elsewhere=self.flag not in ctx.facts.holds)
 
 
 class _HoldBound(Bound):
     predictable = False
 
-    def __init__(self, rule: HoldRule) -> None:
+    def __init__(self, rule: HoldRule, elsewhere: bool = False) -> None:
         self.rule = rule
+        self.elsewhere = elsewhere  # the hold is on another lender's record of the same person
 
     def ok(self, t: datetime) -> bool:
         return False
@@ -694,9 +827,65 @@ class _HoldBound(Bound):
 
     def violation(self, t: datetime) -> Violation | None:
         r = self.rule
+        note = (text(PERSON_HOLD_NOTE),) if self.elsewhere else ()
         if r.message:  # the policy's own words
-            return _violation(r, text("%(message)s", message=Word(r.message)))
-        return _violation(r, text(HOLD_MESSAGES[r.flag]))
+            return _violation(r, text("%(message)s", message=Word(r.message)), *note)
+        return _violation(r, text(HOLD_MESSAGES[r.flag]), *note)
+
+
+# ---- consent to electronic messages ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsentRule(Rule):
+    """SMS and email need the borrower's consent to the channel, and an address that asked to stop
+    (STOP / 退订, an unsubscribe) gets nothing more. Waiting does not help: no time is predicted."""
+
+    type: ClassVar[str] = "consent"
+
+    channels: tuple[str, ...] = ELECTRONIC_CHANNELS
+
+    def to_dict(self) -> dict:
+        return self._base_dict()
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> ConsentRule:
+        kwargs = cls._base_kwargs(r)
+        kwargs["channels"] = r.choices("channels", ELECTRONIC_CHANNELS, ELECTRONIC_CHANNELS)
+        return cls(**kwargs)
+
+    def bind(self, ctx: Context) -> Bound:
+        return _ConsentBound(self, ctx)
+
+
+class _ConsentBound(Bound):
+    predictable = False
+
+    def __init__(self, rule: ConsentRule, ctx: Context) -> None:
+        self.rule = rule
+        p = ctx.proposal
+        self.channel = p.channel
+        self.address = p.address or p.phone
+        self.consented = p.channel in ctx.facts.consented
+        self.opted_out = bool(self.address) and self.address in ctx.facts.opted_out
+
+    def ok(self, t: datetime) -> bool:
+        return self.consented and not self.opted_out
+
+    def earliest(self, t: datetime) -> datetime | None:
+        return t if self.ok(t) else None
+
+    def violation(self, t: datetime) -> Violation | None:
+        if self.ok(t):
+            return None
+        parts = []
+        if not self.consented:
+            parts.append(text(gettext_noop("The borrower has not agreed to receive %(noun)s."),
+                              noun=Word(CHANNEL_NOUNS[self.channel])))
+        if self.opted_out:
+            parts.append(text(gettext_noop("%(address)s has opted out (STOP / unsubscribe); nothing more may be sent to it."),
+                              address=self.address))
+        return _violation(self.rule, *parts)
 
 
 # ---- third parties -------------------------------------------------------------------------
@@ -739,7 +928,7 @@ class ThirdPartyRule(Rule):
 
     @classmethod
     def from_dict(cls, r: _Reader) -> ThirdPartyRule:
-        scope = r.choice("scope", ("account", "borrower"), "borrower")
+        scope = r.choice("scope", ("account", "borrower", "person"), "borrower")
         return cls(
             code=r.str("code"),
             citation=r.str("citation"),
@@ -766,8 +955,9 @@ class _ThirdPartyBound(Bound):
         self.attempts = ctx.select(
             channels=rule.attempt_channels, outcomes=OUTCOMES, parties=borrower, scope=rule.scope
         )
-        self.failed = ctx.select(
-            channels=rule.attempt_channels, outcomes=rule.failed_outcomes, parties=borrower, scope=rule.scope
+        self.failed = ctx.select(  # a call still in progress is not (yet) a failed one
+            channels=rule.attempt_channels, outcomes=rule.failed_outcomes, parties=borrower, scope=rule.scope,
+            pending=False,
         )
         self.contacts = ctx.select(
             channels=CHANNELS,
@@ -866,7 +1056,8 @@ class _TeamBound(Bound):
 
 
 RULE_TYPES: dict[str, type[Rule]] = {
-    cls.type: cls for cls in (TimeWindowRule, FrequencyRule, CooldownRule, HoldRule, ThirdPartyRule, TeamRule)
+    cls.type: cls
+    for cls in (TimeWindowRule, FrequencyRule, CooldownRule, HoldRule, ThirdPartyRule, TeamRule, ConsentRule)
 }
 
 
@@ -885,6 +1076,8 @@ class Policy:
     rules: tuple[Rule, ...] = field(default=())
     effective_from: str | None = None  # ISO date (or datetime); informational, the database decides what is in force
     description: str = ""
+    #: Every IANA zone of the jurisdiction: used (all at once) when a borrower's own zone is unknown.
+    zones: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict) -> Policy:
@@ -900,6 +1093,14 @@ class Policy:
         description = r.raw("description", "", required=False)
         if not isinstance(description, str):
             raise ValueError(f"{where}.description: expected a string.")
+        zones = r.raw("zones", [], required=False)
+        if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones):
+            raise ValueError(f"{where}.zones: expected a list of IANA time zone names.")
+        for name in zones:
+            try:
+                zone(name)
+            except ValueError as exc:
+                raise ValueError(f"{where}.zones: {exc}") from None
         raw_rules = r.raw("rules")
         if not isinstance(raw_rules, list):
             raise ValueError(f"{where}.rules: expected a list of rules, got {type(raw_rules).__name__}.")
@@ -923,7 +1124,7 @@ class Policy:
         r.done()
         return cls(
             code=code, version=version, name=name, rules=tuple(rules), effective_from=effective,
-            description=description,
+            description=description, zones=tuple(zones),
         )
 
     def to_dict(self) -> dict:
@@ -932,5 +1133,7 @@ class Policy:
             out["effective_from"] = self.effective_from
         if self.description:
             out["description"] = self.description
+        if self.zones:
+            out["zones"] = list(self.zones)
         out["rules"] = [rule.to_dict() for rule in self.rules]  # type: ignore[attr-defined]
         return out

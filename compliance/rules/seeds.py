@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import copy
 
-from .model import CHANNELS, CONVERSATION_OUTCOMES, NOT_CONNECTED_OUTCOMES, OUTCOMES
+from .model import CHANNELS, CONVERSATION_OUTCOMES, NOT_CONNECTED_OUTCOMES, OUTCOMES, PLACED_OUTCOMES
+from .zones import JURISDICTION_ZONES
 
-_CONNECTED = [o for o in OUTCOMES if o not in NOT_CONNECTED_OUTCOMES]
+# The outcomes as version 1 knew them (OUTCOMES has grown since; v1 must stay exactly as published).
+_V1_OUTCOMES = [o for o in OUTCOMES if o != "unreported"]
+_CONNECTED = [o for o in _V1_OUTCOMES if o not in NOT_CONNECTED_OUTCOMES]
 _ALL_CHANNELS = list(CHANNELS)
 _ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -261,7 +264,106 @@ _CN_V2_RULES: list[dict] = [
     },
 ]
 
+# ---- December 2026: the record counts what the law counts --------------------------------------
+# Effective from their publication (2026-12-03); every earlier version stays for replay.
+# - Reg F and 940 CMR count calls *placed*: only calls that never reach the number (busy, not in
+#   service, failed) are left out; an unanswered call, a voicemail and a call never reported count.
+# - Reg F's 7-day wait follows any telephone conversation, whoever called (inbound too).
+# - Holds that concern the person rather than one debt (cease, bankruptcy, deceased) reach every
+#   lender's record of that person; China's daily caps count per person across the platform.
+# - SMS and email need consent and honour an opt-out, in the one gate.
+# - Australia's hours cover every contact type (face to face 9:00-21:00), no contact on public holidays.
+# - Each version names its jurisdiction's time zones: with no known zone, all of them apply.
+_V3_DATE = "2026-12-03"
+_PLACED = list(PLACED_OUTCOMES)
+_PERSON_HOLDS = ("cease", "bankruptcy", "deceased")
+
+
+def _scoped_holds(rules: list[dict]) -> list[dict]:
+    return [{**r, "scope": "person"} if r["type"] == "hold" and r["flag"] in _PERSON_HOLDS else r for r in rules]
+
+
+def _consent(code: str, citation: str) -> dict:
+    return {"type": "consent", "code": code, "citation": citation, "channels": ["sms", "email"]}
+
+
+def _us_v2_rules() -> list[dict]:
+    out = []
+    for r in _scoped_holds(copy.deepcopy(_US_RULES)):
+        if r["code"] == "US.REGF.CALL_FREQUENCY":
+            r = {**r, "count_outcomes": _PLACED}
+        elif r["code"] == "US.REGF.POST_CONVERSATION":
+            r = {**r, "trigger_directions": ["outbound", "inbound"], "count_outcomes": _PLACED}
+        out.append(r)
+    out.append(_consent("US.REGF.ELECTRONIC_OPT_OUT", "12 CFR 1006.6(d)(3), 1006.6(e)"))
+    return out
+
+
+def _ma_v2_rules() -> list[dict]:
+    return [*_us_v2_rules(), {**copy.deepcopy(_MA_RULES[-1]), "count_outcomes": _PLACED}]
+
+
+_CN_PERSON_SCOPE = {"CN.CONVERSATIONS_PER_DAY": "person", "CN.THIRD_PARTY": "person"}
+
+
+def _cn_v3_rules() -> list[dict]:
+    out = []
+    for r in _scoped_holds(copy.deepcopy(_CN_V2_RULES)):
+        if r["code"] in _CN_PERSON_SCOPE:
+            r = {**r, "scope": _CN_PERSON_SCOPE[r["code"]]}
+        out.append(r)
+    out.append(_consent("CN.MESSAGE_CONSENT", f"{_CN_STANDARD} (messages only with consent; honour unsubscribe 退订)"))
+    return out
+
+
+def _au_v2_rules() -> list[dict]:
+    out = []
+    for r in _scoped_holds(copy.deepcopy(_AU_RULES)):
+        if r["code"] == "AU.CONTACT_HOURS":
+            r = {**r, "code": "AU.CONTACT_HOURS", "channels": ["call", "sms", "email"],
+                 "citation": f"{_AU_GUIDELINE}: reasonable contact hours (telephone and electronic); no contact on"
+                             " national public holidays"}
+            out.append(r)
+            out.append({
+                "type": "time_window",
+                "code": "AU.FACE_TO_FACE_HOURS",
+                "citation": f"{_AU_GUIDELINE}: face-to-face contact 9:00-21:00; no contact on national public holidays",
+                "channels": ["visit"],
+                "windows": [{"days": _ALL_DAYS, "start": "09:00", "end": "21:00"}],
+                "closed_dates": AU_NATIONAL_HOLIDAYS,
+            })
+            continue
+        out.append(r)
+    out.append(_consent("AU.ELECTRONIC_CONSENT", f"{_AU_GUIDELINE}: electronic communication (consent, opt-out)"))
+    return out
+
+
+def _v3(code: str, version: int, name: str, rules: list[dict], description: str) -> dict:
+    return {"code": code, "version": version, "name": name, "effective_from": _V3_DATE, "description": description,
+            "zones": list(JURISDICTION_ZONES[code]), "rules": rules}
+
+
+_COUNTING = ("Counts calls placed (only busy, not-in-service and failed calls are left out); the 7-day wait"
+             " follows any telephone conversation, inbound too; cease, bankruptcy and deceased reach every"
+             " lender's record of the person; SMS/email need consent and honour opt-outs; with no known time"
+             " zone every zone of the jurisdiction applies.")
+
 POLICY_UPDATES: list[dict] = [
     {**_policy("CN", "China (CBA guideline / internet consumer-credit collection standard)", _CN_V2_RULES),
      "version": 2, "effective_from": "2026-01-01"},
 ]
+
+#: Published 2026-12-03 (migration compliance/0007), frozen in policies_v3.json.
+POLICY_UPDATES_2026_12: list[dict] = [
+    _v3("US", 2, "United States (FDCPA / Regulation F)", _us_v2_rules(), _COUNTING),
+    _v3("US-MA", 2, "Massachusetts (FDCPA / Regulation F + 940 CMR 7.00)", _ma_v2_rules(),
+        _COUNTING + " 940 CMR 7.04(1)(f) counts unanswered calls and texts too (Armata v. Target, 2018)."),
+    _v3("CN", 3, "China (CBA guideline / internet consumer-credit collection standard)", _cn_v3_rules(),
+        "Daily conversation caps and the third-party rule count per person across every lender on the platform;"
+        " cease, bankruptcy and deceased reach every lender's record; messages need consent and honour 退订."),
+    _v3("AU", 2, "Australia (ACCC/ASIC Debt collection guideline)", _au_v2_rules(),
+        "Contact hours for every contact type: telephone and electronic messages weekdays 7:30-21:00 and"
+        " weekends 9:00-21:00, face to face 9:00-21:00; none on national public holidays. Letters are not"
+        " time-bound (posting is not contact at a time). Holds and consent as in the other jurisdictions."),
+]
+POLICY_UPDATES.extend(POLICY_UPDATES_2026_12)

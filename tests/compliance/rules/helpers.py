@@ -7,8 +7,10 @@ from zoneinfo import ZoneInfo
 
 from compliance.rules import POLICY_UPDATES, SEED_POLICIES, Attempt, BorrowerFacts, Policy, Proposal, evaluate
 
-# The latest version of each policy (later versions override the first ones).
+# The latest version of each policy under its code (later versions override the first ones), and
+# every version as "CODE@VERSION" (e.g. "US@1") for what older versions decided.
 POLICIES = {data["code"]: Policy.from_dict(data) for data in [*SEED_POLICIES, *POLICY_UPDATES]}
+POLICIES.update({f"{d['code']}@{d['version']}": Policy.from_dict(d) for d in [*SEED_POLICIES, *POLICY_UPDATES]})
 
 
 def local(zone: str, *args: int) -> datetime:

@@ -33,7 +33,15 @@ def test_us_seven_calls_in_seven_days_refused_until_oldest_leaves():
 
 
 @pytest.mark.parametrize("outcome", ["not_connected", "no_answer", "busy", "wrong_number", "failed"])
-def test_us_not_connected_calls_do_not_count(outcome):
+def test_us_v1_left_unanswered_calls_out(outcome):
+    """Version 1 as published (kept for replay): no unanswered call counted."""
+    assert check("US@1", P, history=_seven_voicemails(outcome)).allowed
+    mixed = _seven_voicemails()[:6] + [call(P - timedelta(minutes=5), outcome)]
+    assert check("US@1", P, history=mixed).allowed
+
+
+@pytest.mark.parametrize("outcome", ["not_connected", "busy", "failed"])
+def test_us_calls_that_never_reach_the_number_do_not_count(outcome):
     assert check("US", P, history=_seven_voicemails(outcome)).allowed
     mixed = _seven_voicemails()[:6] + [call(P - timedelta(minutes=5), outcome)]
     assert check("US", P, history=mixed).allowed
@@ -78,9 +86,12 @@ def test_us_post_conversation_wait():
     assert check("US", P, history=[call(talk, "promise")], channel="sms").allowed
 
 
-def test_us_inbound_history_never_counts():
-    inbound = [call(a.at, "right_party_contact", direction="inbound") for a in _seven_voicemails()]
+def test_us_inbound_history_never_counts_toward_the_cap():
+    inbound = [call(a.at, "voicemail", direction="inbound") for a in _seven_voicemails()]
     assert check("US", P, history=inbound).allowed
+    # v1 ignored inbound conversations altogether; v2 starts the 7-day wait with them (test_truth)
+    inbound = [call(a.at, "right_party_contact", direction="inbound") for a in _seven_voicemails()]
+    assert check("US@1", P, history=inbound).allowed
 
 
 # ---- US-MA: 2 telephone communications per 7 days --------------------------------------------

@@ -55,7 +55,7 @@ def test_inbound_is_always_allowed(code):
     at = local(NY, 2025, 12, 25, 3, 0)
     d = check(code, at, history=history, holds=frozenset(HOLD_FLAGS), direction="inbound")
     assert d.allowed and d.violations == () and d.next_allowed_at == at
-    assert (d.policy_code, d.policy_version) == (code, POLICIES[code].version)
+    assert (d.policy_code, d.policy_version) == (POLICIES[code].code, POLICIES[code].version)
 
 
 def test_naive_datetimes_are_rejected():
@@ -75,8 +75,8 @@ def test_bad_proposal_values_are_rejected(kwargs):
 
 
 def test_bad_facts_are_rejected():
-    with pytest.raises(ValueError):
-        BorrowerFacts(time_zones=())
+    # No zone at all is allowed: it means "unknown" (the jurisdiction's zones are used, see test_scopes).
+    assert BorrowerFacts(time_zones=()).time_zones == ()
     with pytest.raises(ValueError):
         BorrowerFacts(time_zones=("Mars/Olympus_Mons",))
     with pytest.raises(ValueError):
@@ -242,7 +242,9 @@ def test_seeded_versions_are_the_frozen_files_the_migrations_load():
     """What the engine tests check is what the database holds (migrations compliance/0003 and 0005)."""
     frozen = Path(__file__).resolve().parents[3] / "compliance" / "migrations"
     assert json.loads((frozen / "policies_v1.json").read_text(encoding="utf-8")) == SEED_POLICIES
-    assert json.loads((frozen / "policies_v2.json").read_text(encoding="utf-8")) == POLICY_UPDATES
+    assert json.loads((frozen / "policies_v2.json").read_text(encoding="utf-8")) == POLICY_UPDATES[:1]
+    # compliance/0007: US v2, US-MA v2, CN v3, AU v2
+    assert json.loads((frozen / "policies_v3.json").read_text(encoding="utf-8")) == POLICY_UPDATES[1:]
 
 
 @pytest.mark.parametrize("bad", [{"min_collectors": 1}, {"min_collectors": "two"}, {"channels": ["fax"]}])

@@ -15,6 +15,8 @@ from compliance.rules import (
     CHANNELS,
     HOLD_FLAGS,
     OUTCOMES,
+    PENDING,
+    POLICY_UPDATES,
     SEED_POLICIES,
     Attempt,
     BorrowerFacts,
@@ -57,7 +59,7 @@ PHONES = ["+15550001", "+15550002", ""]
 
 @st.composite
 def policies(draw) -> Policy:
-    data = copy.deepcopy(draw(st.sampled_from(SEED_POLICIES)))
+    data = copy.deepcopy(draw(st.sampled_from([*SEED_POLICIES, *POLICY_UPDATES])))
     if draw(st.booleans()):  # a supervisor's edited numbers
         for rule in data["rules"]:
             if rule["type"] == "frequency":
@@ -86,33 +88,42 @@ def proposal_times(draw) -> datetime:
 @st.composite
 def scenarios(draw):
     policy = draw(policies())
-    zones = tuple(draw(st.lists(st.sampled_from(ZONES), min_size=1, max_size=2, unique=True)))
+    # no known zone now and then: the jurisdiction's zones apply
+    zones = tuple(draw(st.lists(st.sampled_from(ZONES), min_size=0 if draw(st.integers(0, 5)) == 0 else 1,
+                                max_size=2, unique=True)))
     holds = frozenset({draw(st.sampled_from(HOLD_FLAGS))}) if draw(st.integers(0, 19)) == 0 else frozenset()
-    facts = BorrowerFacts(time_zones=zones, holds=holds, after_hours_consent=draw(st.booleans()))
+    person_holds = frozenset({draw(st.sampled_from(HOLD_FLAGS))}) if draw(st.integers(0, 19)) == 0 else frozenset()
+    consented = frozenset(draw(st.lists(st.sampled_from(["sms", "email"]), unique=True)))
+    opted_out = frozenset({draw(st.sampled_from(PHONES))}) if draw(st.integers(0, 9)) == 0 else frozenset()
+    facts = BorrowerFacts(time_zones=zones, holds=holds, after_hours_consent=draw(st.booleans()),
+                          person_holds=person_holds, consented=consented, opted_out=opted_out)
     at = draw(proposal_times())
     # shown in a random zone: the engine must not care
     at = at.astimezone(draw(st.sampled_from([UTC, *[ZoneInfo(z) for z in ZONES]])))
     dense = draw(st.booleans())  # many borrower calls in the last days: caps bite
+    # Negative offsets: attempts after the proposal (a back-dated entry, a colleague's call a moment later).
     if dense:
-        offsets = st.one_of(st.integers(0, 1440), st.integers(0, 8 * 1440))
+        offsets = st.one_of(st.integers(-60, 1440), st.integers(-2 * 1440, 8 * 1440))
         channels, parties, directions = ["call"] * 5 + ["sms"], ["borrower"], ["outbound"]
     else:
-        offsets = st.one_of(st.integers(0, 1440), st.integers(0, 8 * 1440), st.integers(0, 40 * 1440))
+        offsets = st.one_of(st.integers(0, 1440), st.integers(-8 * 1440, 8 * 1440), st.integers(0, 40 * 1440))
         channels, parties, directions = CHOICES_OF_CHANNEL, CHOICES_OF_PARTY, CHOICES_OF_DIRECTION
     history = draw(
         st.lists(
             st.builds(
-                lambda minutes, channel, outcome, account, party, direction, phone: Attempt(
+                lambda minutes, channel, outcome, account, party, direction, phone, more, borrower: Attempt(
                     at=at - minutes * MINUTE, channel=channel, outcome=outcome, account_id=account,
-                    party=party, direction=direction, phone=phone,
+                    party=party, direction=direction, phone=phone, accounts=more, borrower_id=borrower,
                 ),
                 offsets,
                 st.sampled_from(channels),
-                st.sampled_from(OUTCOMES),
+                st.sampled_from([*OUTCOMES, PENDING]),
                 st.integers(1, 2),
                 st.sampled_from(parties),
                 st.sampled_from(directions),
                 st.sampled_from(PHONES),
+                st.sampled_from([(), (), (), (1, 2), (3,)]),  # a call about several debts
+                st.sampled_from([0, 0, 0, 7]),  # 7: another lender's record of the same person
             ),
             min_size=8 if dense else 0,
             max_size=30,
@@ -125,6 +136,8 @@ def scenarios(draw):
         party=draw(st.sampled_from(CHOICES_OF_PARTY)),
         direction=draw(st.sampled_from(["outbound"] * 9 + ["inbound"])),
         phone=draw(st.sampled_from(PHONES)),
+        outcome=draw(st.sampled_from(["", "", "", *OUTCOMES])),  # known when reported after the fact
+        accounts=draw(st.sampled_from([(), (), (2,), (3,)])),
     )
     return policy, facts, history, proposal
 
