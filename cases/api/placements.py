@@ -14,6 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 from rest_framework.response import Response
 
+from cases.importers import recall as recalls
 from cases.importers import selectors, services
 from cases.importers.forms import ENCODING_CHOICES
 from cases.models import PlacementBatch, PlacementRowError
@@ -36,15 +37,19 @@ class RowErrorSerializer(serializers.ModelSerializer):
 
 class PlacementBatchSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="placement-detail")
+    queued = serializers.SerializerMethodField(help_text="pending, its job waiting for the broker (it runs once the broker is back)")
 
     class Meta:
         model = PlacementBatch
         fields = [
-            "id", "url", "kind", "mode", "original_name", "sha256", "encoding", "state", "total_rows", "processed_rows",
-            "created_count", "updated_count", "unchanged_count", "error_count", "error_message", "report",
-            "created_at", "started_at", "finished_at",
+            "id", "url", "kind", "mode", "original_name", "sha256", "encoding", "state", "queued", "total_rows",
+            "processed_rows", "created_count", "updated_count", "unchanged_count", "error_count", "error_message",
+            "report", "created_at", "started_at", "finished_at",
         ]
         read_only_fields = fields
+
+    def get_queued(self, obj) -> bool:
+        return selectors.batch_is_queued(batch=obj)
 
 
 class PlacementBatchDetailSerializer(PlacementBatchSerializer):
@@ -61,7 +66,7 @@ class PlacementBatchDetailSerializer(PlacementBatchSerializer):
 
 class RecallSerializer(serializers.Serializer):
     external_refs = serializers.ListField(child=serializers.CharField(max_length=64), allow_empty=False,
-                                          max_length=services.MAX_RECALL_REFS)
+                                          max_length=recalls.MAX_RECALL_REFS)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
 
@@ -101,11 +106,11 @@ class PlacementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         self._require_lender()
         data = RecallSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(services.accounts_recall(actor=request.user, refs=data.validated_data["external_refs"],
+        return Response(recalls.accounts_recall(actor=request.user, refs=data.validated_data["external_refs"],
                                                  reason=data.validated_data["reason"]))
 
     @extend_schema(parameters=[OpenApiParameter("as", str, enum=["csv", "json"], description="csv (default) or json")],
-                   responses={200: OpenApiTypes.BINARY})
+                   responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, "application/json"): {"type": "array", "items": {"type": "object"}}})
     @action(detail=False, methods=["get"])
     def results(self, request):
         """Collection results of every account of the caller's lender, streamed (CSV is formula-safe)."""

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db.models import (
     Count,
     DecimalField,
+    Exists,
     IntegerField,
     OuterRef,
     Q,
@@ -19,8 +20,18 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext as _
 
-from cases.models import ContactAttempt, Lender, OverdueAccount, Payment, PlacementBatch, PromiseToPay, User
+from cases.models import (
+    ContactAttempt,
+    Lender,
+    OverdueAccount,
+    Payment,
+    PlacementBatch,
+    PlacementJob,
+    PromiseToPay,
+    User,
+)
 from cases.selectors import account_list_for_user
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -37,8 +48,10 @@ def csv_safe(value: object) -> str:
 
 
 def placement_batches_for_user(*, user: User) -> QuerySet[PlacementBatch]:
-    """Lender users see their lender's batches, supervisors all, everyone else none."""
-    qs = PlacementBatch.objects.select_related("lender", "uploaded_by").order_by("-created_at", "-id")
+    """Lender users see their lender's batches, supervisors all, everyone else none. ``queued``: its
+    job waits in the outbox for the broker (see ``batch_is_queued``)."""
+    qs = (PlacementBatch.objects.select_related("lender", "uploaded_by").order_by("-created_at", "-id")
+          .annotate(queued=Exists(PlacementJob.objects.filter(batch_id=OuterRef("pk"), sent_at__isnull=True))))
     if not user.is_authenticated or not user.is_active:
         return qs.none()
     if user.is_supervisor:
@@ -138,14 +151,23 @@ def results_json(*, user: User) -> Iterator[str]:
     yield "]\n"
 
 
+def batch_is_queued(*, batch: PlacementBatch) -> bool:
+    """Pending with its job still in the outbox: the job queue (broker) could not be reached yet."""
+    if batch.state != PlacementBatch.State.PENDING:
+        return False
+    queued = getattr(batch, "queued", None)  # annotated by placement_batches_for_user
+    return batch.jobs.filter(sent_at__isnull=True).exists() if queued is None else queued
+
+
 def batch_progress(*, batch: PlacementBatch) -> dict:
     """What the portal's progress bar polls."""
     total = max(batch.total_rows, batch.processed_rows)
     done = batch.state in (PlacementBatch.State.APPLIED, PlacementBatch.State.REJECTED, PlacementBatch.State.FAILED)
+    queued = batch_is_queued(batch=batch)
     return {
         "id": batch.pk,
-        "state": batch.state,
-        "state_display": str(batch.get_state_display()),
+        "state": "queued" if queued else batch.state,
+        "state_display": _("Queued") if queued else str(batch.get_state_display()),
         "done": done,
         "processed_rows": batch.processed_rows,
         "total_rows": total,
@@ -155,5 +177,7 @@ def batch_progress(*, batch: PlacementBatch) -> dict:
         "updated": batch.updated_count,
         "unchanged": batch.unchanged_count,
         "errors": batch.error_count,
-        "message": batch.error_message,
+        "message": batch.error_message or (
+            _("The processing service is not reachable right now; the file is queued and will be processed "
+              "automatically when it is back.") if queued else ""),
     }

@@ -1,4 +1,4 @@
-"""The second reader of a large placement CSV (started by ``services._StageHelper``).
+"""The second reader of a large placement CSV (started by ``pipelines.postgres.StageHelper``).
 
     python -m cases.importers.stage_helper BATCH_ID PATH ENCODING TODAY CHUNK_ROWS PARENT_PID MAPPING_JSON
 
@@ -38,8 +38,8 @@ def main(argv: list[str]) -> int:
     from django.db import connections
     from django.utils import translation
 
-    from cases.importers import services
     from cases.importers.columns import resolve_header
+    from cases.importers.pipelines import base, postgres
     from cases.importers.reader import Sniffed, iter_rows
     from cases.importers.validation import RowValidator
     from cases.models import PlacementBatch
@@ -47,20 +47,20 @@ def main(argv: list[str]) -> int:
     # The task's own connection settings (OPTIONS and a socket HOST included), set before the first
     # query opens the connection: DATABASE_URL alone may name another database (under tests) and
     # cannot express them all.
-    connections["default"].settings_dict.update(json.loads(os.environ[services.HELPER_DB_ENV]))
+    connections["default"].settings_dict.update(json.loads(os.environ[postgres.HELPER_DB_ENV]))
     batch_id, path, encoding, today, chunk_rows = int(argv[0]), argv[1], argv[2], date.fromisoformat(argv[3]), int(argv[4])
-    services.CHUNK_ROWS = chunk_rows  # the same chunks as the task, whatever this process's settings say
+    base.CHUNK_ROWS = chunk_rows  # the same chunks as the task, whatever this process's settings say
     batch = PlacementBatch.objects.select_related("lender", "uploaded_by").get(pk=batch_id)
     mapping = json.loads(argv[6])  # the task's column mapping, as it read it: both read the same columns
-    errors = services._Errors(batch.pk, cap=services.MAX_STORED_ERRORS // 2)
+    errors = base.Errors(batch.pk, cap=base.MAX_STORED_ERRORS // 2)
     with translation.override(batch.options.get("language") or "zh-hans"), open(path, "rb") as fh:
         rows = iter_rows(fh, Sniffed(kind="csv", encoding=encoding, estimated_rows=0))
         header = resolve_header(next(rows)[1], mapping=mapping, kind=batch.kind)
         validate = RowValidator(positions=header.positions, kind=batch.kind,
                                 default_jurisdiction=batch.lender.default_jurisdiction, today=today)
-        stage = services._PgStage(batch=batch, create=False)
+        stage = postgres.PgStage(batch=batch, create=False)
         try:
-            processed = services._stage_rows(stage=stage, rows=rows, validate=validate, errors=errors, share=1, shares=2)
+            processed = base.stage_rows(stage=stage, rows=rows, validate=validate, errors=errors, share=1, shares=2)
         finally:
             stage.side.close()
     print(json.dumps({"processed": processed, "errors": errors.rows}))

@@ -33,6 +33,9 @@ _DATE_SEP = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?")
 # No control characters: the address goes into a JSON array as is (and NUL into no PostgreSQL text).
 _EMAIL = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+")
 _AMOUNT_STRIP = str.maketrans("", "", ", ¥￥$")
+# Decimal notation only: Decimal() also takes "1e9", "1_000", "NaN" and "Infinity", which a lender's
+# system did not mean as amounts.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 # The single-valued columns, in the order RowValidator reads them (phones may repeat: read apart).
 _KEYS = ("external_ref", "reason", "borrower_name", "national_id", "email", "address", "region", "time_zone",
          "jurisdiction", "product", "principal", "balance", "currency", "due_date", "last_payment_date")
@@ -85,14 +88,10 @@ def parse_date(value: object) -> date | None:
 
 
 def parse_amount(value: object) -> Decimal | None:
-    """A Decimal, or None when not a number (sign, size and decimals are checked by the caller)."""
-    if type(value) is str:
-        try:
-            amount = Decimal(value)
-        except InvalidOperation:
-            amount = None
-        if amount is not None and amount.is_finite():
-            return amount
+    """A Decimal, or None when not a number in decimal notation (sign, size and decimals are checked
+    by the caller)."""
+    if type(value) is str and _DECIMAL.fullmatch(value):
+        return Decimal(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -102,13 +101,9 @@ def parse_amount(value: object) -> Decimal | None:
         except InvalidOperation:
             return None
     text = str(value).strip().translate(_AMOUNT_STRIP)
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
+    if not _DECIMAL.fullmatch(text):
         return None
-    if not amount.is_finite():
-        return None
-    return amount
+    return Decimal(text)
 
 
 def valid_ric(number: str) -> bool:
@@ -274,7 +269,9 @@ class RowValidator:
                 continue
             amount = parse_amount(value)
             if amount is None:
-                errors.append((h[key], _("Not a number.")))
+                text = _text(value).lower()
+                errors.append((h[key], _("Use decimal notation (e.g. 1000000.00), not exponent notation.")
+                               if "e" in text and any(c.isdigit() for c in text) else _("Not a number.")))
             elif amount < 0:
                 errors.append((h[key], _("Amount cannot be negative.")))
             elif amount > MAX_AMOUNT:

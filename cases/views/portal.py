@@ -15,11 +15,13 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from cases.importers import selectors, services
+from cases.importers import lenders, selectors, services
+from cases.importers import recall as recalls
 from cases.importers.columns import COLUMNS, RECALL_COLUMNS
 from cases.importers.forms import AccountSearchForm, RecallForm, RegisterForm, UploadForm, mapping_form_class
 from cases.models import Lender, PlacementBatch
 from cases.selectors import mask_national_id, mask_phone
+from compliance.audit import audit_checkpoint_export
 from servicing.throttle import LENDER_SIGNUPS, client_address
 
 from .presenters import page_query
@@ -116,7 +118,7 @@ def portal_recall(request):
     form = RecallForm(request.POST)
     if form.is_valid():
         try:
-            result = services.accounts_recall(actor=request.user, refs=form.refs(), reason=form.cleaned_data["reason"])
+            result = recalls.accounts_recall(actor=request.user, refs=form.refs(), reason=form.cleaned_data["reason"])
         except ValidationError as exc:
             _form_errors(request, exc)
         else:
@@ -156,6 +158,8 @@ def portal_export(request, fmt: str):
     else:
         response = StreamingHttpResponse(selectors.results_csv(user=request.user), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="results-{request.user.lender.code}-{stamp}.{fmt}"'
+    if anchor := audit_checkpoint_export(lender_id=request.user.lender_id):
+        response["X-Audit-Checkpoint"] = anchor  # signed head of this lender's audit chain (compliance/audit.py)
     return response
 
 
@@ -173,7 +177,7 @@ def lender_register(request):
     if request.method == "POST" and form.is_valid():
         LENDER_SIGNUPS.hit(ident=client_address(request))  # valid forms only: typos do not count
         try:
-            services.lender_register(**form.cleaned_data)
+            lenders.lender_register(**form.cleaned_data)
         except ValidationError as exc:
             for field, msgs in exc.message_dict.items():
                 for msg in msgs:
@@ -202,10 +206,10 @@ def lender_decide(request, pk: int, decision: str):
     lender = get_object_or_404(Lender, pk=pk)
     try:
         if decision == "approve":
-            services.lender_approve(actor=request.user, lender=lender)
+            lenders.lender_approve(actor=request.user, lender=lender)
             messages.success(request, _("%(name)s is active; its users can sign in.") % {"name": lender.name})
         else:
-            services.lender_reject(actor=request.user, lender=lender, reason=request.POST.get("reason", ""))
+            lenders.lender_reject(actor=request.user, lender=lender, reason=request.POST.get("reason", ""))
             messages.success(request, _("%(name)s was refused.") % {"name": lender.name})
     except ValidationError as exc:
         _form_errors(request, exc)

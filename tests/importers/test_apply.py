@@ -10,12 +10,8 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from cases.importers.services import (
-    accounts_recall,
-    column_mapping_save,
-    placement_batch_create,
-    placement_batch_process,
-)
+from cases.importers.recall import accounts_recall
+from cases.importers.services import column_mapping_save, placement_batch_create, placement_batch_process
 from cases.models import Borrower, Callback, OverdueAccount, PlacementBatch
 from compliance.audit import audit_verify
 from compliance.models import AuditEvent
@@ -233,19 +229,23 @@ def test_processing_twice_is_idempotent(lender_user):
 
 def test_a_crash_while_applying_leaves_nothing_half_written(lender_user, monkeypatch):
     from cases.importers import services
+    from cases.importers.pipelines import base
 
-    batch = placement_batch_create(actor=lender_user, file=fixture_file("placements_utf8.csv"))
+    batch = placement_batch_create(actor=lender_user, file=fixture_file("placements_utf8.csv"), language="en")
 
     def explode(*a, **kw):
         raise RuntimeError("disk full")
 
     # Fails after borrowers were written, inside the apply transaction.
-    monkeypatch.setattr(services, "_audit_changes", explode)
+    monkeypatch.setattr(base, "audit_changes", explode)
     monkeypatch.setattr(services, "_finish", _finish_exploding_once(services._finish))
     with pytest.raises(RuntimeError):
         placement_batch_process(batch_id=batch.pk)
     batch.refresh_from_db()
-    assert batch.state == "failed" and "disk full" in batch.error_message
+    # The lender reads a plain message; the exception is for supervisors, in the audit event.
+    assert batch.state == "failed" and "internal error" in batch.error_message and "disk" not in batch.error_message
+    event = AuditEvent.objects.get(action="cases.placement.failed", subject_id=str(batch.pk))
+    assert event.data["error"] == "RuntimeError: disk full"
     assert OverdueAccount.objects.count() == 0 and Borrower.objects.count() == 0
 
 
@@ -337,22 +337,23 @@ def test_api_recall_reports_finished_accounts_unchanged_and_audits_the_rest(lend
 
 
 def test_a_helper_that_cannot_start_still_closes_the_stage(lender_user, monkeypatch):
-    from cases.importers import services
+    from cases.importers.pipelines import orm, postgres
 
     closed = []
-    for cls in (services._OrmStage, services._PgStage):
+    for cls in (orm.OrmStage, postgres.PgStage):
         monkeypatch.setattr(cls, "close", lambda self, real=cls.close: (closed.append(self.batch.pk), real(self))[1])
 
     def cannot_fork(**kw):
         raise OSError("cannot fork")
 
-    monkeypatch.setattr(services._StageHelper, "start", staticmethod(cannot_fork))
+    monkeypatch.setattr(postgres.StageHelper, "start", staticmethod(cannot_fork))
     batch = placement_batch_create(actor=lender_user, file=fixture_file("placements_utf8.csv"), language="en")
     with pytest.raises(OSError, match="cannot fork"):
         placement_batch_process(batch_id=batch.pk)
     assert closed == [batch.pk]
     batch.refresh_from_db()
-    assert batch.state == "failed" and "cannot fork" in batch.error_message
+    assert batch.state == "failed" and "cannot fork" not in batch.error_message
+    assert "cannot fork" in AuditEvent.objects.get(action="cases.placement.failed", subject_id=str(batch.pk)).data["error"]
 
 
 def test_a_batch_another_worker_is_processing_is_left_to_it(lender_user, require_postgres):
@@ -360,7 +361,7 @@ def test_a_batch_another_worker_is_processing_is_left_to_it(lender_user, require
     tests/importers/test_shares.py has the session-level one."""
     from django.db import connection
 
-    from cases.importers.services import LOCK_BATCH_RUN
+    from cases.importers.pipelines.postgres import LOCK_BATCH_RUN
 
     batch = placement_batch_create(actor=lender_user, file=fixture_file("placements_utf8.csv"), language="en")
     other = connection.copy()
@@ -370,8 +371,12 @@ def test_a_batch_another_worker_is_processing_is_left_to_it(lender_user, require
         same = placement_batch_process(batch_id=batch.pk)
         assert (same.state, same.started_at, same.row_errors.count()) == ("pending", None, 0)
         assert OverdueAccount.objects.count() == 0
+        with other.cursor() as cur:
+            # Released explicitly: a closed session's locks go only when its server process has exited,
+            # a moment later on a busy machine.
+            cur.execute("SELECT pg_advisory_unlock(%s, %s::integer)", [LOCK_BATCH_RUN, batch.pk])
     finally:
-        other.close()  # its session ends: the lock goes with it
+        other.close()
     assert placement_batch_process(batch_id=batch.pk).state == "applied"
 
 
@@ -379,10 +384,10 @@ def test_the_temp_tables_of_changes_are_keyed_for_keyset_paging(lender_user, upl
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.db import connection
 
-    from cases.importers import services
+    from cases.importers.pipelines import postgres
 
     keyed: dict[str, bool] = {}
-    real = services._iter_table
+    real = postgres._iter_table
 
     def iter_table(table, columns, *, json_from):
         with connection.cursor() as cur:
@@ -392,7 +397,7 @@ def test_the_temp_tables_of_changes_are_keyed_for_keyset_paging(lender_user, upl
             keyed[re.sub(r"(_\d+)+$", "", table)] = cur.fetchone()[0]  # placement_changes_7_0 -> placement_changes
         return real(table, columns, json_from=json_from)
 
-    monkeypatch.setattr(services, "_iter_table", iter_table)
+    monkeypatch.setattr(postgres, "_iter_table", iter_table)
     upload(lender_user, "placements_utf8.csv")
     later = ("external_ref,borrower_name,national_id,phones,balance,due_date\n"
              "U-001,张三,110105194912310022,13900000001,7000,2025-01-15\n")

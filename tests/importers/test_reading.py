@@ -46,7 +46,8 @@ def test_gbk_and_bom_decode_to_the_same_chinese_text():
 
 
 def test_wrong_chosen_encoding_is_a_clear_error():
-    with open(FIXTURES / "placements_gbk.csv", "rb") as fh, pytest.raises(FileFormatError, match="not valid utf-8"):
+    with (translation.override("en"), open(FIXTURES / "placements_gbk.csv", "rb") as fh,
+          pytest.raises(FileFormatError, match="not valid utf-8")):
         list(iter_rows(fh, sniff(fh, encoding="utf-8")))
 
 
@@ -121,7 +122,7 @@ def test_parse_date(raw, expected):
 
 def test_amounts_ids_phones_and_formula_safety():
     assert parse_amount("1,234.50") == Decimal("1234.50") and parse_amount(0.1 + 0.2) == Decimal("0.30")
-    assert parse_amount("1e400") is not None and parse_amount("NaN") is None and parse_amount("x") is None
+    assert parse_amount("1" + "0" * 400) is not None and parse_amount("NaN") is None and parse_amount("x") is None
     assert valid_ric("11010519491231002X") is False and valid_ric("110105194912310021") is False
     assert valid_ric("110105194912310022") is True and valid_ric("110105194913310022") is False  # month 13
     assert normalise_phone("+86 139-1234-5678") == "13912345678" and normalise_phone("8613912345678") == "13912345678"
@@ -134,9 +135,22 @@ def test_huge_or_too_precise_amounts_are_row_errors_not_crashes():
     header = resolve_header(["external_ref", "borrower_name", "phones", "balance", "due_date"])
     v = RowValidator(positions=header.positions, kind="placement", default_jurisdiction="CN", today=date(2025, 6, 1))
     with translation.override("en"):
-        assert v(2, ["R1", "A", "13800000000", "1e400", "2025-01-01"])[1] == [("balance", "Amount is too large.")]
+        assert v(2, ["R1", "A", "13800000000", "1" + "0" * 400, "2025-01-01"])[1] == [("balance", "Amount is too large.")]
         assert v(3, ["R2", "A", "13800000000", "1.005", "2025-01-01"])[1] == [("balance", "Amount has more than two decimals.")]
         assert v(4, ["R3", "A", "", "1", "2025-01-01"])[1][0][1].startswith("Give a national ID or a phone")
+
+
+@pytest.mark.parametrize("raw", ["1e9", "1E9", "2.5e3", "1e-2", "1_000", "Infinity", "NaN", "0x10", "١٢"])
+def test_amounts_must_be_written_in_decimal_notation(raw):
+    header = resolve_header(["external_ref", "borrower_name", "phones", "balance", "due_date"])
+    v = RowValidator(positions=header.positions, kind="placement", default_jurisdiction="CN", today=date(2025, 6, 1))
+    with translation.override("en"):
+        clean, errors = v(2, ["R1", "A", "13800000000", raw, "2025-01-01"])
+    assert clean is None and len(errors) == 1 and errors[0][0] == "balance"
+    if "e" in raw.lower() and raw[0].isdigit():
+        assert "decimal notation" in errors[0][1]
+    # Still accepted: plain decimals with separators and currency signs, and XLSX number cells.
+    assert parse_amount("¥1,000,000,000.00") == Decimal("1000000000.00") and parse_amount(1e9) == Decimal("1000000000.00")
 
 
 def test_a_phone_cell_of_separators_only_gives_no_phone():

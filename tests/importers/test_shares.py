@@ -16,7 +16,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, connection, transaction
 
-from cases.importers import services
+from cases.importers.pipelines import base, postgres
 from cases.importers.services import placement_batch_create, placement_batch_process
 from cases.models import Borrower, OverdueAccount, PlacementBatch, PlacementBatchPart
 from compliance.audit import audit_verify
@@ -45,7 +45,7 @@ def _csv(rows: int, *, balance: str = "100.00", bad_every: int = 0, new_phone: b
 def shares(settings, require_postgres, monkeypatch):
     settings.PLACEMENT_APPLY_WORKERS = 3
     settings.PLACEMENT_ROWS_PER_WORKER = 10
-    monkeypatch.setattr(services, "CHUNK_ROWS", 40)  # 300 lines = 8 chunks, half of them read by the helper
+    monkeypatch.setattr(base, "CHUNK_ROWS", 40)  # 300 lines = 8 chunks, half of them read by the helper
     return 3
 
 
@@ -99,21 +99,23 @@ def test_row_errors_from_both_readers_are_all_reported(shares, lender_user):
 
 
 def test_a_failed_share_leaves_a_resumable_batch(shares, lender_user, monkeypatch):
-    real = services._pg_place_share
+    real = postgres._pg_place_share
 
     def share_two_fails(table, batch, part, *args, **kw):
         if part == 2:
             raise RuntimeError("connection lost")
         return real(table, batch, part, *args, **kw)
 
-    monkeypatch.setattr(services, "_pg_place_share", share_two_fails)
+    monkeypatch.setattr(postgres, "_pg_place_share", share_two_fails)
     # Committed, the upload queues its processing (eager here): that run fails.
     with pytest.raises(RuntimeError):
         placement_batch_create(actor=lender_user, file=_csv(ROWS), language="en")
     batch = PlacementBatch.objects.get(lender=lender_user.lender)
     # Share 1 committed on its own connection; share 0 (with the batch result) rolled back.
     assert batch.state == "failed"
-    assert "1 of 3 shares were applied" in batch.error_message and "connection lost" in batch.error_message
+    assert "1 of 3 shares were applied" in batch.error_message and "connection lost" not in batch.error_message
+    assert AuditEvent.objects.get(action="cases.placement.failed", subject_id=str(batch.pk)).data["error"] == \
+        "RuntimeError: connection lost"
     done = PlacementBatchPart.objects.get(batch=batch)
     assert done.part == 1
     assert OverdueAccount.objects.filter(lender=lender_user.lender).count() == done.created_count
@@ -123,7 +125,7 @@ def test_a_failed_share_leaves_a_resumable_batch(shares, lender_user, monkeypatc
     failed = AuditEvent.objects.get(action="cases.placement.failed", subject_id=str(batch.pk))
     assert (failed.data["created"], failed.data["updated"], failed.data["rows"]) == (done.created_count, 0, ROWS)
 
-    monkeypatch.setattr(services, "_pg_place_share", real)
+    monkeypatch.setattr(postgres, "_pg_place_share", real)
     batch = placement_batch_process(batch_id=batch.pk)  # processing it again resumes
     assert batch.state == "applied", batch.error_message
     assert (batch.created_count, batch.updated_count, batch.unchanged_count) == (ROWS, 0, 0)
@@ -155,17 +157,17 @@ def test_both_readers_use_the_lenders_saved_column_mapping(shares, lender_user):
 
 def _fail_share_two(monkeypatch, lender_user) -> PlacementBatch:
     """An uploaded batch whose first run applied share 1 of 3 and failed on share 2."""
-    real = services._pg_place_share
+    real = postgres._pg_place_share
 
     def share_two_fails(table, batch, part, *args, **kw):
         if part == 2:
             raise RuntimeError("connection lost")
         return real(table, batch, part, *args, **kw)
 
-    monkeypatch.setattr(services, "_pg_place_share", share_two_fails)
+    monkeypatch.setattr(postgres, "_pg_place_share", share_two_fails)
     with pytest.raises(RuntimeError):
         placement_batch_create(actor=lender_user, file=_csv(ROWS), language="en")
-    monkeypatch.setattr(services, "_pg_place_share", real)
+    monkeypatch.setattr(postgres, "_pg_place_share", real)
     batch = PlacementBatch.objects.get(lender=lender_user.lender)
     assert batch.state == "failed" and list(batch.parts.values_list("part", flat=True)) == [1]
     return batch
@@ -203,7 +205,7 @@ def _upload_without_processing(monkeypatch, lender_user, file) -> PlacementBatch
 def test_one_run_of_a_batch_at_a_time(require_postgres, lender_user, monkeypatch):
     from celery.exceptions import Retry
 
-    from cases.importers.services import LOCK_BATCH_RUN
+    from cases.importers.pipelines.postgres import LOCK_BATCH_RUN
     from cases.tasks import placement_batch_process_task
 
     batch = _upload_without_processing(monkeypatch, lender_user, _csv(30))
@@ -256,12 +258,12 @@ def test_the_helper_reader_connects_with_the_tasks_own_settings(shares, lender_u
         seen.append(kw["env"])
         return real_popen(args, **kw)
 
-    monkeypatch.setattr(services.subprocess, "Popen", popen)
+    monkeypatch.setattr(postgres.subprocess, "Popen", popen)
     batch = placement_batch_create(actor=lender_user, file=_csv(ROWS), language="en")
     batch = PlacementBatch.objects.get(pk=batch.pk)
     assert (batch.state, batch.report["read_processes"], batch.created_count) == ("applied", 2, ROWS), batch.error_message
     (env,) = seen
-    db = json.loads(env[services.HELPER_DB_ENV])
+    db = json.loads(env[postgres.HELPER_DB_ENV])
     assert (db["NAME"], db["HOST"], db["OPTIONS"]["application_name"]) == (
         connection.settings_dict["NAME"], socket_dir, "placement-tests")
     assert env.get("DATABASE_URL") == os.environ.get("DATABASE_URL")  # left as it was

@@ -67,13 +67,14 @@ def _big_file(rows: int) -> SimpleUploadedFile:
     return SimpleUploadedFile("crash.csv", out.getvalue().encode())
 
 
-def test_a_worker_killed_while_applying_leaves_a_batch_that_completes_when_processed_again(shared_media, celery_worker):
+def test_a_worker_killed_while_applying_leaves_a_batch_that_completes_when_processed_again(shared_media, celery_worker,
+                                                                                           settings):
     """A hard kill (SIGKILL, as a lost machine) in the middle of the apply: whatever had committed
     stays, share 0 and the batch result roll back with the dead connection, and processing the batch
     again (what the re-delivered task does) finishes it with the right counts and no duplicates."""
     import signal
 
-    from cases.importers.services import placement_batch_process
+    from cases.importers import dispatch
 
     rows = 120_000
     user = f.user(role="lender", lender=f.lender())
@@ -99,8 +100,16 @@ def test_a_worker_killed_while_applying_leaves_a_batch_that_completes_when_proce
     assert done < 2 and OverdueAccount.objects.filter(lender=user.lender).count() < rows
 
     _wait_for_run_lock_release(batch.pk)
-    batch = placement_batch_process(batch_id=batch.pk)
-    assert batch.state == "applied", batch.error_message
+    # The sweep finds it (its heartbeat stopped, nobody holds its run lock) and queues it again; the
+    # job (sent after the sweep's commit) runs here, in-process, as a live worker would run it.
+    from servicing.celery import app
+
+    settings.PLACEMENT_STALE_SECONDS = 0
+    app.conf.CELERY_TASK_ALWAYS_EAGER = True
+    assert dispatch.placement_batches_sweep() == {"requeued": 1, "failed": 0}
+    batch = PlacementBatch.objects.get(pk=batch.pk)
+    assert batch.state == "applied" and batch.requeue_count == 1, batch.error_message
+    assert batch.jobs.filter(sent_at__isnull=True).count() == 0
     assert (batch.created_count, batch.updated_count, batch.unchanged_count, batch.error_count) == (rows, 0, 0, 0)
     assert OverdueAccount.objects.filter(lender=user.lender).count() == rows
     assert Borrower.objects.filter(lender=user.lender).count() == 21_000  # one per national ID, never two
@@ -113,7 +122,7 @@ def _wait_for_run_lock_release(batch_id: int, timeout: float = 60) -> None:
     re-delivered task comes much later (the broker's visibility timeout); wait as it would."""
     from django.db import connection
 
-    from cases.importers.services import LOCK_BATCH_RUN
+    from cases.importers.pipelines.postgres import LOCK_BATCH_RUN
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

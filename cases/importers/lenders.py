@@ -1,0 +1,101 @@
+"""Lender onboarding: public registration, approval and suspension by a supervisor (all audited)."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import password_validation
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+
+from cases.models import Lender, User
+from compliance.audit import audit_log
+
+
+def lender_register(
+    *,
+    name: str,
+    registration_no: str,
+    contact_name: str,
+    contact_phone: str,
+    contact_email: str,
+    username: str,
+    password: str,
+    kind: str = "",
+) -> Lender:
+    """Public sign-up: a pending lender and its first (inactive) user, activated on approval."""
+    from stdnum.cn import uscc
+
+    errors: dict[str, str] = {}
+    name = name.strip()
+    if not name:
+        errors["name"] = _("Give the lender's name.")
+    if registration_no and not uscc.is_valid(registration_no):
+        errors["registration_no"] = _("Not a valid unified social credit code (18 characters with a check character).")
+    if User.objects.filter(username__iexact=username).exists():
+        errors["username"] = _("This username is taken.")
+    try:
+        password_validation.validate_password(password, User(username=username, email=contact_email))
+    except ValidationError as exc:
+        errors["password"] = " ".join(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        code = f"{slugify(name)[:30] or 'lender'}-{secrets.token_hex(3)}"
+        lender = Lender(
+            name=name, code=code, kind=kind, status=Lender.Status.PENDING,
+            registration_no=uscc.compact(registration_no) if registration_no else "",
+            contact_name=contact_name, contact_phone=contact_phone, contact_email=contact_email,
+        )
+        lender.full_clean()
+        lender.save()
+        user = User(username=username, email=contact_email, role=User.Role.LENDER, lender=lender, is_active=False)
+        user.set_password(password)
+        user.full_clean()
+        user.save()
+        audit_log(
+            action="cases.lender.registered", actor=None, actor_label=username, lender_id=lender.pk, subject=lender,
+            data={"name": name, "registration_no": lender.registration_no, "user": username,
+                  "contact_email": contact_email},
+        )
+        return lender
+
+
+def lender_approve(*, actor: User, lender: Lender) -> Lender:
+    """Activate a pending (or suspended) lender and its users."""
+    if not actor.is_supervisor:
+        raise PermissionDenied(_("Only supervisors and administrators approve lenders."))
+    with transaction.atomic():
+        lender = Lender.objects.select_for_update().get(pk=lender.pk)
+        if lender.status == Lender.Status.ACTIVE:
+            raise ValidationError(_("This lender is already active."))
+        before = lender.status
+        lender.status, lender.approved_by, lender.approved_at = Lender.Status.ACTIVE, actor, timezone.now()
+        lender.save(update_fields=["status", "approved_by", "approved_at"])
+        users = list(lender.users.filter(is_active=False).values_list("username", flat=True))
+        lender.users.filter(role=User.Role.LENDER).update(is_active=True)
+        audit_log(
+            action="cases.lender.approved", actor=actor, lender_id=lender.pk, subject=lender,
+            data={"from": before, "to": lender.status, "activated_users": users},
+        )
+        return lender
+
+
+def lender_reject(*, actor: User, lender: Lender, reason: str = "") -> Lender:
+    """Refuse a registration (or suspend a lender): it cannot sign in or upload."""
+    if not actor.is_supervisor:
+        raise PermissionDenied(_("Only supervisors and administrators approve lenders."))
+    with transaction.atomic():
+        lender = Lender.objects.select_for_update().get(pk=lender.pk)
+        before = lender.status
+        lender.status = Lender.Status.SUSPENDED
+        lender.save(update_fields=["status"])
+        lender.users.update(is_active=False)
+        audit_log(
+            action="cases.lender.suspended", actor=actor, lender_id=lender.pk, subject=lender,
+            data={"from": before, "to": lender.status, "reason": reason[:500]},
+        )
+        return lender
