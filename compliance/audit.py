@@ -8,6 +8,7 @@ serialising on one lock while still letting ``audit_verify`` prove each chain wh
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import multiprocessing
@@ -16,8 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -100,21 +103,64 @@ def audit_log(
     policy_version: int | None = None,
     actor_label: str = "",
 ) -> AuditEvent:
-    """Append one event. Call inside the caller's transaction so the event and the change commit together."""
-    with transaction.atomic():
-        chain = lender_id or 0
-        AuditChainHead.objects.get_or_create(chain=chain)
-        head = AuditChainHead.objects.select_for_update().get(chain=chain)
-        user = actor if getattr(actor, "is_authenticated", False) else None
-        event = _new_event(
-            head, created=timezone.now(), user=user, label=actor_label or (user.get_username() if user else "system"),
-            e={"lender_id": lender_id, "action": action, "subject": subject, "account_id": account_id,
-               "borrower_id": borrower_id, "data": data, "policy_code": policy_code, "policy_version": policy_version},
-        )
+    """Append one event. Call inside the caller's transaction so the event and the change commit together.
+
+    The chain head stays locked until the caller's transaction ends, so appends to one chain (one
+    lender) are serialised. On PostgreSQL the locked part is kept to two statements and no savepoint:
+    lock and read the head, then insert the event and move the head in one statement (ids are still
+    drawn under the lock, so id order stays seq order within a chain; see ``_verify_fast``).
+    """
+    from django.db import connection
+
+    chain = lender_id or 0
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    fields = {"lender_id": lender_id, "action": action, "subject": subject, "account_id": account_id,
+              "borrower_id": borrower_id, "data": data, "policy_code": policy_code, "policy_version": policy_version}
+    label = actor_label or (user.get_username() if user else "system")
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            AuditChainHead.objects.get_or_create(chain=chain)
+            head = AuditChainHead.objects.select_for_update().get(chain=chain)
+            event = _new_event(head, created=timezone.now(), user=user, label=label, e=fields)
+            event.hash = event_hash(event)
+            event.save()
+            AuditChainHead.objects.filter(chain=chain).update(seq=event.seq, hash=event.hash)
+            return event
+    with transaction.atomic(savepoint=False), connection.cursor() as cur:
+        head = _lock_head(cur, chain)
+        event = _new_event(head, created=timezone.now(), user=user, label=label, e=fields)
         event.hash = event_hash(event)
-        event.save()
-        AuditChainHead.objects.filter(chain=chain).update(seq=event.seq, hash=event.hash)
+        cur.execute(_APPEND_SQL, [
+            event.chain, event.seq, event.created_at, event.actor_id, event.actor_label, event.lender_id, event.action,
+            event.subject_type, event.subject_id, event.account_id, event.borrower_id, json.dumps(event.data),
+            event.policy_code, event.policy_version, event.prev_hash, event.hash, event.seq, event.hash, chain,
+        ])
+        event.id = cur.fetchone()[0]
+        event._state.adding, event._state.db = False, connection.alias
         return event
+
+
+_APPEND_SQL = """
+WITH e AS (
+    INSERT INTO compliance_auditevent (chain, seq, created_at, actor_id, actor_label, lender_id, action, subject_type,
+        subject_id, account_id, borrower_id, data, policy_code, policy_version, prev_hash, hash)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s) RETURNING id
+)
+UPDATE compliance_auditchainhead SET seq = %s, hash = %s WHERE chain = %s RETURNING (SELECT id FROM e)
+"""
+
+
+def _lock_head(cur, chain: int) -> AuditChainHead:
+    """Lock ``chain``'s head row (created at the chain's first event) and return it as it is now."""
+    sql = "SELECT seq, hash FROM compliance_auditchainhead WHERE chain = %s FOR UPDATE"
+    cur.execute(sql, [chain])
+    row = cur.fetchone()
+    if row is None:
+        cur.execute("INSERT INTO compliance_auditchainhead (chain, seq, hash) VALUES (%s, 0, %s) ON CONFLICT DO NOTHING",
+                    [chain, GENESIS])
+        cur.execute(sql, [chain])
+        row = cur.fetchone()
+    return AuditChainHead(chain=chain, seq=row[0], hash=row[1])
 
 
 def _new_event(head: AuditChainHead, *, created, user, label: str, e: dict) -> AuditEvent:
@@ -486,8 +532,175 @@ def audit_verify(*, batch: int = 20000, record: bool = True, workers: int | None
                 result = part
                 break
         result.checked = checked
+    # A chain can be whole and still shorter than it was: compare it with the signed checkpoints.
+    anchored = audit_checkpoint_check()
+    if anchored and result.ok:
+        first_id, detail = anchored[0]
+        result = VerifyResult(ok=False, checked=result.checked, first_broken_id=first_id, detail=detail)
+    elif anchored:
+        result.detail += f"; also: {anchored[0][1]}"
     if record:
         AuditVerification.objects.create(
             ok=result.ok, events_checked=result.checked, first_broken_id=result.first_broken_id, detail=result.detail
         )
     return result
+
+
+# --- Anchoring: signed checkpoints kept outside the database -----------------------------------
+#
+# The chain proves every event since genesis up to the head, but not that the head is where it was:
+# deleting the last events and rewinding ``AuditChainHead`` leaves a shorter, valid chain. So the head
+# of every chain (id, seq, hash) is written periodically (compliance.tasks.audit_checkpoint_task, or
+# ``manage.py audit_checkpoint``) to append-only JSON-lines files in AUDIT_CHECKPOINT_DIR, one file per
+# chain, each line signed with HMAC-SHA256 under AUDIT_CHECKPOINT_KEY (settings/env, never in the
+# database). ``audit_verify`` then requires every chain to reach its latest checkpoint with the same
+# event there. Whoever can rewrite the database alone can neither forge a line nor hide a rewind; the
+# directory should be one the app's database role cannot reach (another host, object storage with
+# retention, or ``chattr +a``).
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    pass
+
+
+def _checkpoint_key() -> bytes:
+    key = getattr(settings, "AUDIT_CHECKPOINT_KEY", "")
+    if not key:
+        raise CheckpointError("AUDIT_CHECKPOINT_KEY is not set")
+    return key.encode()
+
+
+def _checkpoint_dir() -> Path:
+    return Path(settings.AUDIT_CHECKPOINT_DIR)
+
+
+def checkpoint_sign(payload: dict, *, key: bytes | None = None) -> str:
+    """HMAC-SHA256 (hex) over the canonical JSON of ``payload`` without its ``sig``."""
+    body = _canonical({k: v for k, v in payload.items() if k != "sig"})
+    return hmac.new(key or _checkpoint_key(), body, hashlib.sha256).hexdigest()
+
+
+def checkpoint_signature_ok(payload: dict, *, key: bytes | None = None) -> bool:
+    sig = payload.get("sig")
+    return isinstance(sig, str) and hmac.compare_digest(sig, checkpoint_sign(payload, key=key))
+
+
+def _checkpoint_file(chain: int) -> Path:
+    return _checkpoint_dir() / f"chain-{int(chain)}.jsonl"
+
+
+def _last_line(path) -> str:
+    """The last non-empty line of a file, read from its end (the files only grow)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        block = 4096
+        while True:
+            start = max(0, size - block)
+            fh.seek(start)
+            data = fh.read(size - start)
+            lines = [line for line in data.split(b"\n") if line.strip()]
+            if len(lines) > 1 or start == 0:
+                return lines[-1].decode() if lines else ""
+            block *= 4
+
+
+def audit_checkpoint_latest(*, chain: int) -> dict | None:
+    """The latest checkpoint line of ``chain`` (lender id, 0 for events without a lender), as written."""
+    path = _checkpoint_file(chain)
+    if not path.exists():
+        return None
+    line = _last_line(path)
+    return json.loads(line) if line else None
+
+
+def audit_checkpoint_export(*, lender_id: int) -> str:
+    """The latest signed checkpoint of a lender's chain as compact JSON ("" if none), for its exports:
+    the lender keeps a copy of the anchor the platform cannot later rewrite unnoticed."""
+    latest = audit_checkpoint_latest(chain=lender_id)
+    return json.dumps(latest, sort_keys=True, separators=(",", ":")) if latest else ""
+
+
+def audit_checkpoint_write() -> list[dict]:
+    """Append a signed checkpoint for every chain whose head moved since its last one. Returns them."""
+    from django.db import connection
+
+    key = _checkpoint_key()
+    directory = _checkpoint_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    heads = AuditChainHead._meta.db_table
+    events = AuditEvent._meta.db_table
+    with connection.cursor() as cur:  # one statement, so heads and events come from one snapshot
+        cur.execute(
+            f"SELECT h.chain, h.seq, h.hash, e.id, e.hash FROM {heads} h "
+            f"LEFT JOIN {events} e ON e.chain = h.chain AND e.seq = h.seq WHERE h.seq > 0 ORDER BY h.chain"
+        )
+        rows = cur.fetchall()
+    written = []
+    at = timezone.now().astimezone(UTC).isoformat()
+    for chain, seq, head_hash, event_id, event_hash_ in rows:
+        if event_id is None or event_hash_ != head_hash:
+            continue  # a head that does not match its event is not signed; audit_verify reports it
+        latest = audit_checkpoint_latest(chain=chain)
+        if latest and latest.get("seq") == seq and latest.get("hash") == head_hash:
+            continue
+        line = {"v": CHECKPOINT_VERSION, "chain": chain, "seq": seq, "event_id": event_id, "hash": head_hash, "at": at}
+        line["sig"] = checkpoint_sign(line, key=key)
+        # O_APPEND: one write per line, never rewriting what is there.
+        fd = os.open(_checkpoint_file(chain), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, (json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        written.append(line)
+    return written
+
+
+def audit_checkpoint_check() -> list[tuple[int | None, str]]:
+    """Problems found comparing the database with the checkpoint files: (event id or None, detail).
+
+    Every line must carry a valid signature; each chain's head must have reached its latest checkpoint
+    and the event at that seq must be the one checkpointed (same id and hash).
+    """
+    directory = _checkpoint_dir()
+    files = sorted(directory.glob("chain-*.jsonl")) if directory.is_dir() else []
+    if not files:
+        return []
+    try:
+        key = _checkpoint_key()
+    except CheckpointError as exc:
+        return [(None, f"checkpoints present but not checkable: {exc}")]
+    problems: list[tuple[int | None, str]] = []
+    heads = {h.chain: h for h in AuditChainHead.objects.all()}
+    for path in files:
+        latest = None
+        with open(path, encoding="utf-8") as fh:
+            for number, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    line = {}
+                if not checkpoint_signature_ok(line, key=key) or path.name != f"chain-{line.get('chain')}.jsonl":
+                    problems.append((None, f"{path.name} line {number}: checkpoint signature invalid (file tampered?)"))
+                    continue
+                if latest is not None and line["seq"] < latest["seq"]:
+                    problems.append((None, f"{path.name} line {number}: checkpoint goes backwards (file tampered?)"))
+                latest = line
+        if latest is None:
+            continue
+        chain, seq = latest["chain"], latest["seq"]
+        head = heads.get(chain)
+        if head is None or head.seq < seq:
+            problems.append((None, f"chain {chain}: head at seq {head.seq if head else 0} is behind the checkpoint "
+                                   f"of {latest['at']} at seq {seq} (events removed and head rewound?)"))
+            continue
+        event = AuditEvent.objects.filter(chain=chain, seq=seq).values_list("id", "hash").first()
+        if event is None or event != (latest["event_id"], latest["hash"]):
+            problems.append((event[0] if event else None,
+                             f"chain {chain} seq {seq}: event differs from the checkpoint of {latest['at']} (chain rewritten?)"))
+    return problems

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 
+from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
 from .throttle import LOGIN_FAILURES
@@ -40,3 +43,13 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         self.throttle_message = _("Too many failed sign-ins for this username. Try again in %(minutes)s minute(s).") % {
             "minutes": (wait + 59) // 60}
         raise ValidationError(self.throttle_message, code="throttled")
+
+
+@receiver(user_logged_in, dispatch_uid="servicing.session_expiry")
+def staff_sessions_end_with_the_browser(sender, request, user, **kwargs):
+    """Staff see borrowers' data: their session cookie lasts until the browser closes (and at most
+    SESSION_COOKIE_AGE on the server), so a shared or unattended machine does not keep them signed in."""
+    if request is not None and hasattr(request, "session") and (
+        user.is_staff or getattr(user, "role", "") in settings.SESSION_BROWSER_CLOSE_ROLES
+    ):
+        request.session.set_expiry(0)

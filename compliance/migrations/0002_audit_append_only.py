@@ -1,6 +1,6 @@
 """On PostgreSQL, the database itself refuses UPDATE and DELETE of audit events.
 
-TRUNCATE is left to the owner (test-suite flushes use it); the hash chain still exposes
+TRUNCATE is refused by 0006 (except where the session allows it: test flushes); the hash chain still exposes
 any gap left by one, see ``audit_verify``.
 """
 

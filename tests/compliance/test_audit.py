@@ -72,6 +72,26 @@ def test_postgres_trigger_refuses_raw_sql(require_postgres, sql):
     assert AuditEvent.objects.filter(pk=ev.pk, action="tests.event").exists()
 
 
+@pytest.mark.parametrize("table", ["compliance_auditevent", "compliance_auditchainhead"])
+def test_postgres_trigger_refuses_truncate(require_postgres, table):
+    ev = make_events(1)[0]
+    # The harness allows TRUNCATE for its flushes (tests/conftest.py); the app's sessions never do.
+    with pytest.raises(DatabaseError, match="TRUNCATE refused"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL servicing.allow_truncate = 'off'")
+        cur.execute(f"TRUNCATE {table} CASCADE")
+    assert AuditEvent.objects.filter(pk=ev.pk).exists()
+
+
+def test_truncate_allowed_only_with_the_session_switch(require_postgres):
+    make_events(1)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL servicing.allow_truncate = 'on'")
+        cur.execute("TRUNCATE compliance_auditevent, compliance_auditchainhead")
+        assert not AuditEvent.objects.exists()
+        transaction.set_rollback(True)
+    assert AuditEvent.objects.exists()
+
+
 json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
     st.floats(allow_nan=False, allow_infinity=False),
@@ -95,3 +115,34 @@ def test_jsonb_text_matches_postgresql(require_postgres, django_db_blocker, valu
     with django_db_blocker.unblock(), connection.cursor() as cur:
         cur.execute("SELECT %s::jsonb::text", [json.dumps(value, ensure_ascii=False)])
         assert jsonb_text(value) == cur.fetchone()[0]
+
+
+def test_concurrent_appends_to_a_new_chain_stay_one_exact_chain(transactional_db, require_postgres):
+    """Threads (own connections) race to create a chain's head and append: one gap-free chain, ids in seq order."""
+    import threading
+
+    from django.db import connections
+
+    lender = f.lender()
+    errors = []
+
+    def work(i):
+        try:
+            for j in range(10):
+                with transaction.atomic():
+                    audit_log(action="tests.race", lender_id=lender.pk, data={"i": i, "j": j})
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    rows = list(AuditEvent.objects.filter(chain=lender.pk).order_by("id").values_list("seq", flat=True))
+    assert rows == list(range(1, 81))
+    result = audit_verify()
+    assert result.ok and result.checked == 80, result.detail
