@@ -128,8 +128,9 @@ class OverdueAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 @admin.register(models.ContactAttempt)
 class ContactAttemptAdmin(ReadOnlyAdmin):
-    list_display = ("occurred_at", "account", "channel", "outcome", "agent", "source", "policy_code")
-    list_filter = ("channel", "outcome", "source")
+    list_display = ("occurred_at", "account", "channel", "outcome", "state", "is_breach", "agent", "source",
+                    "policy_code")
+    list_filter = ("channel", "outcome", "state", "is_breach", "source")
     list_select_related = ("account", "agent")
 
 

@@ -76,12 +76,15 @@ class AssignForm(forms.Form):
 
 class OutreachForm(forms.Form):
     channel = forms.ChoiceField(label=_("Channel"), choices=ContactAttempt.Channel.choices, initial="call")
-    outcome = forms.ChoiceField(label=_("Outcome"), choices=ContactAttempt.Outcome.choices)
+    outcome = forms.ChoiceField(
+        label=_("Outcome"),
+        choices=[c for c in ContactAttempt.Outcome.choices if c[0] not in ("pending", "unreported")])
     direction = forms.ChoiceField(label=_("Direction"), choices=ContactAttempt.Direction.choices, initial="outbound")
     party = forms.ChoiceField(label=_("Contacted party"), choices=ContactAttempt.Party.choices, initial="borrower")
     occurred_at = forms.DateTimeField(
         label=_("Time"), required=False, widget=DateTimeInput(),
-        help_text=_("Leave empty for now. Your time zone."),
+        help_text=_("Leave empty for now. Your time zone. A contact more than 5 minutes ago is stored as it"
+                    " happened; if it broke a rule it is flagged for a supervisor."),
     )
     notes = forms.CharField(label=_("Notes"), required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
     second_collector = forms.ModelChoiceField(
@@ -92,6 +95,37 @@ class OutreachForm(forms.Form):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["second_collector"].queryset = selectors.second_collector_choices(user=user)
+
+
+class OutreachStartForm(forms.Form):
+    """Start an outreach now: the gate decides before the number is shown."""
+
+    channel = forms.ChoiceField(label=_("Channel"), choices=ContactAttempt.Channel.choices, initial="call")
+    party = forms.ChoiceField(label=_("Contacted party"), choices=ContactAttempt.Party.choices, initial="borrower")
+    accounts = forms.ModelMultipleChoiceField(
+        label=_("Also about"), queryset=OverdueAccount.objects.none(), required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Other debts of this borrower the outreach is about: it counts toward each debt's limits."),
+    )
+    second_collector = forms.ModelChoiceField(
+        label=_("Second collector"), queryset=None, required=False,
+        help_text=_("Field visits: who goes with you (China: at least two collectors)."),
+    )
+
+    def __init__(self, *args, user=None, account: OverdueAccount | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["second_collector"].queryset = selectors.second_collector_choices(user=user)
+        if account is not None:
+            self.fields["accounts"].queryset = OverdueAccount.objects.filter(
+                borrower_id=account.borrower_id, lender_id=account.lender_id).exclude(pk=account.pk).order_by("pk")
+
+
+class OutreachCompleteForm(forms.Form):
+    attempt = forms.IntegerField(widget=forms.HiddenInput)
+    outcome = forms.ChoiceField(
+        label=_("Outcome"),
+        choices=[c for c in ContactAttempt.Outcome.choices if c[0] not in ("pending", "unreported")])
+    notes = forms.CharField(label=_("Notes"), required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 class PromiseForm(forms.Form):

@@ -13,7 +13,9 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Concat, Lower, Upper
 from django.utils.translation import gettext_lazy as _
 
 CURRENCIES = [("CNY", "CNY"), ("USD", "USD"), ("AUD", "AUD"), ("HKD", "HKD"), ("EUR", "EUR")]
@@ -110,6 +112,22 @@ class Borrower(models.Model):
     bankruptcy = models.BooleanField(_("bankruptcy"), default=False)
     deceased = models.BooleanField(_("deceased"), default=False)
     vulnerable = models.BooleanField(_("vulnerable"), default=False)
+    # Addresses (E.164 numbers, lower-case emails) that asked to stop: STOP / 退订 / unsubscribe.
+    opted_out = models.JSONField(_("opted-out addresses"), default=list, blank=True)
+    # One natural person across lenders (each lender has its own Borrower record): the national ID,
+    # else the first phone and the name. Computed by the database, so every writer (the bulk
+    # importers included) gets it; the compliance gate counts and locks per person with it.
+    person_key = models.GeneratedField(
+        expression=Case(
+            When(~Q(national_id=""), then=Concat(Value("id:"), Upper("national_id"), output_field=models.TextField())),
+            When(phones__0__isnull=False, then=Concat(Value("pn:"), KT("phones__0"), Value("|"), Lower("name"),
+                                                      output_field=models.TextField())),
+            default=Value(""),
+            output_field=models.TextField(),
+        ),
+        output_field=models.CharField(max_length=300),
+        db_persist=True,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -124,6 +142,7 @@ class Borrower(models.Model):
             ),
             models.UniqueConstraint(fields=["lender", "id"], name="uniq_borrower_lender_id"),
         ]
+        indexes = [models.Index(fields=["person_key"], condition=~Q(person_key=""), name="borrower_person_idx")]
 
     def __str__(self) -> str:
         return self.name
@@ -134,7 +153,15 @@ class Borrower(models.Model):
 
     @property
     def zones(self) -> tuple[str, ...]:
-        return tuple(self.time_zones) or (settings.TIME_ZONE,)
+        """Where the borrower may be: the known zones, else every zone of the jurisdiction (never the server's)."""
+        from compliance.rules import JURISDICTION_ZONES
+
+        return tuple(self.time_zones) or JURISDICTION_ZONES.get(self.jurisdiction, ())
+
+    @property
+    def person(self) -> str:
+        """The person lock/count key: person_key, or this record alone when it has neither ID nor phone."""
+        return self.person_key or f"b:{self.pk}"
 
 
 class OverdueAccount(models.Model):
@@ -255,6 +282,13 @@ class ContactAttempt(models.Model):
         THIRD_PARTY_CONTACT = "third_party_contact", _("Third-party contact")
         DELIVERED = "delivered", _("Delivered")
         FAILED = "failed", _("Failed")
+        UNREPORTED = "unreported", _("Not reported (closed after 30 minutes)")
+        PENDING = "pending", _("In progress")
+
+    class State(models.TextChoices):
+        STARTED = "started", _("Started")
+        COMPLETED = "completed", _("Completed")
+        UNREPORTED = "unreported", _("Unreported")
 
     class Source(models.TextChoices):
         WEB = "web", _("Web")
@@ -283,6 +317,16 @@ class ContactAttempt(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.WEB)
     policy_code = models.CharField(max_length=10)
     policy_version = models.PositiveIntegerField()
+    # Started by the gate (counts at once), completed with its outcome, or closed as unreported.
+    state = models.CharField(_("state"), max_length=12, choices=State.choices, default=State.COMPLETED)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # The borrower's person key when recorded: caps and holds that follow the person across lenders.
+    person_key = models.CharField(max_length=300, blank=True)
+    # Other debts of the same borrower this outreach was also about (each counts it, Reg F 1006.14(b)(3)).
+    other_accounts = models.JSONField(default=list, blank=True)
+    # A contact reported after the fact that broke a rule: stored all the same, flagged, counted.
+    breach = models.JSONField(_("rules broken"), default=list, blank=True)
+    is_breach = models.BooleanField(_("breach"), default=False)
 
     objects = GatedQuerySet.as_manager()
 
@@ -292,12 +336,29 @@ class ContactAttempt(models.Model):
         indexes = [
             models.Index(fields=["borrower", "occurred_at"]),
             models.Index(fields=["account", "occurred_at"]),
+            models.Index(fields=["person_key", "occurred_at"], name="attempt_person_time_idx"),
+            # The sweep that closes started attempts left open finds them without a scan.
+            models.Index(fields=["recorded_at"], condition=Q(state="started"), name="attempt_started_idx"),
         ]
 
     def save(self, *args, **kwargs):
         if self._state.adding and not _GATE.get():
             raise GateClosed("ContactAttempt rows are created only by cases.services.contact_attempt_record")
         super().save(*args, **kwargs)
+
+    @property
+    def account_ids(self) -> list[int]:
+        return [self.account_id, *self.other_accounts]
+
+
+class ContactAttemptAccount(models.Model):
+    """Each further debt an attempt was about, so the debt's timeline and counts include it."""
+
+    attempt = models.ForeignKey(ContactAttempt, on_delete=models.PROTECT, related_name="covered")
+    account = models.ForeignKey(OverdueAccount, on_delete=models.PROTECT, related_name="covered_attempts")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["attempt", "account"], name="uniq_attempt_account")]
 
 
 class PromiseToPay(models.Model):
@@ -438,10 +499,14 @@ class PlacementBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched with every progress update: a running batch whose heartbeat is old has lost its worker
+    # (see cases.importers.dispatch.placement_batches_sweep).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    requeue_count = models.PositiveSmallIntegerField(default=0, help_text="times the sweep re-queued it")
 
 
 class PlacementBatchPart(models.Model):
-    """One share of a large batch, applied in its own transaction (see cases/importers/services.py).
+    """One share of a large batch, applied in its own transaction (see cases/importers/pipelines/postgres.py).
 
     Written in the same transaction as the rows it applied, so a batch interrupted between shares
     is resumed by processing it again: the shares recorded here are skipped.
@@ -463,6 +528,9 @@ class PlacementRowError(models.Model):
     line = models.PositiveIntegerField()
     column = models.CharField(max_length=100, blank=True)
     reason = models.CharField(max_length=500)
+    # So the lender can find the row and see what was wrong without opening the file (issue 12).
+    external_ref = models.CharField(max_length=64, blank=True)
+    value = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["batch", "line"]
@@ -474,3 +542,18 @@ class ColumnMapping(models.Model):
     lender = models.OneToOneField(Lender, on_delete=models.CASCADE, related_name="column_mapping")
     mapping = models.JSONField(default=dict)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class PlacementJob(models.Model):
+    """Outbox row for a placement batch's processing job, written in the transaction that creates (or
+    re-queues) the batch, and handed to the broker after commit or by the sweep: a broker outage
+    delays the job, it never loses it nor fails the upload (cases/importers/dispatch.py)."""
+
+    batch = models.ForeignKey(PlacementBatch, on_delete=models.CASCADE, related_name="jobs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], condition=Q(sent_at__isnull=True), name="placement_job_unsent")]

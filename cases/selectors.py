@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -27,6 +27,28 @@ def account_list_for_user(*, user: User) -> QuerySet[OverdueAccount]:
     if user.is_agent:
         return qs.filter(assigned_agent=user)
     return qs.none()
+
+
+def contact_attempt_for_user(*, user: User, attempt_id: int) -> ContactAttempt:
+    """One attempt on an account ``user`` may see; anything else is a 404."""
+    from django.http import Http404
+
+    attempt = (ContactAttempt.objects.select_related("account", "borrower")
+               .filter(pk=attempt_id, account__in=account_list_for_user(user=user)).first())
+    if attempt is None:
+        raise Http404
+    return attempt
+
+
+def contact_attempt_target(*, attempt: ContactAttempt, actor: User | None) -> str:
+    """The full number or address of an outreach the gate let start (shown to its agent only then).
+    A finished or someone else's attempt shows it masked."""
+    email = attempt.channel == ContactAttempt.Channel.EMAIL
+    value = (attempt.borrower.emails[0] if attempt.borrower.emails else "") if email else attempt.phone
+    mine = actor is not None and attempt.agent_id == getattr(actor, "pk", None)
+    if attempt.state == ContactAttempt.State.STARTED and mine:
+        return value
+    return mask_email(value) if email else mask_phone(value)
 
 
 def second_collector_choices(*, user: User | None) -> QuerySet[User]:
@@ -56,9 +78,12 @@ def mask_national_id(value: str) -> str:
 #: 1. a callback the agent scheduled is due (due time passed, still scheduled);
 #: 2. a promise to pay falls due today;
 #: 3. the account has a broken promise;
-#: 4. more days past due; 5. higher outstanding balance; 6. oldest account id (stable order).
-#: A risk score will slot in before days past due once it exists.
-QUEUE_ORDER = ("-callback_due", "-promise_today", "-broken_promise", "-days_past_due", "-balance", "id")
+#: 4. higher expected recovery (propensity-to-pay score x balance, scoring app; unscored last);
+#: 5. more days past due; 6. higher outstanding balance; 7. oldest account id (stable order).
+#: Whether a call is lawful now is decided per page (queue_rows) and splits the page: accounts that
+#: may not be contacted now are shown apart, never as workable.
+QUEUE_ORDER = ("-callback_due", "-promise_today", "-broken_promise",
+               F("score__expected_recovery").desc(nulls_last=True), "-days_past_due", "-balance", "id")
 
 
 def account_queue(
@@ -110,7 +135,7 @@ def _with_queue_flags(qs: QuerySet[OverdueAccount], *, now: datetime, today: dat
 def queue_page_load(*, user: User, ids: list[int], now: datetime, today: date | None = None) -> list[OverdueAccount]:
     """One page of the queue with borrower, lender and lock holder, in the order of ``ids`` (one query)."""
     today = today or timezone.localdate(now)
-    qs = account_list_for_user(user=user).select_related("locked_by").filter(pk__in=ids)
+    qs = account_list_for_user(user=user).select_related("locked_by", "score").filter(pk__in=ids)
     by_id = {a.pk: a for a in _with_queue_flags(qs, now=now, today=today)}
     return [by_id[i] for i in ids if i in by_id]
 
@@ -120,6 +145,11 @@ class QueueRow:
     account: OverdueAccount
     decision: rules.Decision | None  # None: no policy published for the borrower's jurisdiction
     locked_by_other: bool
+
+    @property
+    def workable(self) -> bool:
+        """Offered to the agent only when a call is lawful now (unknown counts as not)."""
+        return self.decision is not None and self.decision.allowed
 
 
 def queue_rows(*, user: User, accounts: list[OverdueAccount], at: datetime, channel: str = "call") -> list[QueueRow]:
@@ -140,7 +170,7 @@ def queue_rows(*, user: User, accounts: list[OverdueAccount], at: datetime, chan
 
 
 TIMELINE_DUPLICATE_ACTIONS = (
-    "cases.contact_attempt.recorded", "cases.promise.created", "cases.repayment_plan.created",
+    "cases.contact_attempt.recorded", "cases.contact_attempt.started", "cases.contact_attempt.completed", "cases.promise.created", "cases.repayment_plan.created",
     "cases.payment.recorded", "cases.note.added", "cases.callback.scheduled",
 )
 
@@ -157,7 +187,9 @@ def account_timeline(*, account: OverdueAccount, limit: int = 100) -> list[Timel
     from compliance.models import AuditEvent
 
     entries: list[TimelineEntry] = []
-    for a in ContactAttempt.objects.filter(account=account).select_related("agent").order_by("-occurred_at")[:limit]:
+    # Attempts on this debt, and attempts on another debt of the borrower that were also about this one.
+    about = Q(account=account) | Q(pk__in=account.covered_attempts.values("attempt_id"))
+    for a in ContactAttempt.objects.filter(about).select_related("agent").order_by("-occurred_at")[:limit]:
         entries.append(TimelineEntry("attempt", a.occurred_at, a))
     for p in PromiseToPay.objects.filter(account=account).select_related("created_by").order_by("-created_at")[:limit]:
         entries.append(TimelineEntry("promise", p.created_at, p))

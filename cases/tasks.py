@@ -23,3 +23,17 @@ def placement_batch_process_task(self, batch_id: int) -> dict:
         raise self.retry(countdown=60)
     return {"batch_id": batch.pk, "state": batch.state, "created": batch.created_count,
             "updated": batch.updated_count, "unchanged": batch.unchanged_count, "errors": batch.error_count}
+
+
+@shared_task(acks_late=True)
+def placement_sweep_task() -> dict:
+    """Beat, every minute: send the placement jobs still in the outbox, recover stuck batches."""
+    from .importers.dispatch import placement_sweep
+
+    return placement_sweep()
+
+
+@shared_task(acks_late=True)
+def contact_attempts_close_unreported_task() -> dict:
+    """Beat, every minute: started outreach left open 30 minutes closes as unreported (still counted)."""
+    return {"closed": services.contact_attempts_close_unreported()}

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from cases.admin import ReadOnlyAdmin
 
-from .models import AuditEvent, AuditVerification, Policy
+from .models import AuditEvent, AuditVerification, Incident, Policy
 
 
 @admin.register(AuditEvent)
@@ -18,3 +18,11 @@ class PolicyAdmin(ReadOnlyAdmin):
 
 
 admin.site.register(AuditVerification, ReadOnlyAdmin)
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyAdmin):
+    """Read-only: incidents are reviewed on the supervisor console, where the review is audited."""
+
+    list_display = ("id", "created_at", "lender_id", "account_id", "channel", "policy_code", "status")
+    list_filter = ("status", "policy_code")

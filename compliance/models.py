@@ -95,3 +95,39 @@ class AuditVerification(models.Model):
 
     class Meta:
         ordering = ["-ran_at"]
+
+
+class Incident(models.Model):
+    """A contact that happened and broke a rule (stored as a breach): an item for a supervisor.
+
+    Plain ids rather than foreign keys: the compliance core does not depend on the cases app.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+        CLOSED = "closed", _("Closed")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    lender_id = models.BigIntegerField()
+    borrower_id = models.BigIntegerField()
+    account_id = models.BigIntegerField()
+    attempt_id = models.BigIntegerField(unique=True)
+    occurred_at = models.DateTimeField(_("contact time"))
+    channel = models.CharField(_("channel"), max_length=10)
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="+", verbose_name=_("agent"))
+    violations = models.JSONField(_("rules broken"), default=list)
+    policy_code = models.CharField(max_length=10)
+    policy_version = models.PositiveIntegerField()
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.OPEN)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(_("resolution"), blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("compliance incident")
+        verbose_name_plural = _("compliance incidents")
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["lender_id", "created_at"])]

@@ -6,16 +6,15 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from . import rules
 from .audit import audit_log
-from .models import Policy
-from .selectors import policy_parse, policy_row_in_force
+from .models import Incident, Policy
+from .selectors import decision_as_dict, policy_parse, policy_row_in_force
 
 HOLD_FIELDS = ("cease", "dispute", "attorney", "bankruptcy", "deceased")
 
@@ -61,6 +60,56 @@ def policy_publish(*, actor, policy: Policy) -> Policy:
 
 
 # ---------------------------------------------------------------------------------------------
+# Incidents: contacts that happened and broke a rule (stored as breaches, reviewed by supervisors)
+
+
+def incident_open(*, attempt, actor, decision: rules.Decision) -> Incident:
+    """Called by the outreach write path, inside its transaction, for an attempt stored as a breach."""
+    incident = Incident(
+        lender_id=attempt.lender_id, borrower_id=attempt.borrower_id, account_id=attempt.account_id,
+        attempt_id=attempt.pk, occurred_at=attempt.occurred_at, channel=attempt.channel,
+        agent=actor if getattr(actor, "is_authenticated", False) else None,
+        violations=decision_as_dict(decision)["violations"],
+        policy_code=decision.policy_code, policy_version=decision.policy_version,
+    )
+    incident.full_clean()
+    incident.save()
+    audit_log(
+        action="compliance.incident.opened", actor=actor, lender_id=attempt.lender_id, subject=incident,
+        account_id=attempt.account_id, borrower_id=attempt.borrower_id,
+        policy_code=decision.policy_code, policy_version=decision.policy_version,
+        data={"attempt_id": attempt.pk, "codes": [v.code for v in decision.violations]},
+    )
+    return incident
+
+
+def incident_review(*, actor, incident: Incident, status: str, resolution: str = "") -> Incident:
+    """A supervisor acknowledges or closes an incident (closing needs a written resolution)."""
+    from django.utils.translation import gettext as _
+
+    if status not in (Incident.Status.ACKNOWLEDGED, Incident.Status.CLOSED):
+        raise ValidationError({"status": _("Choose acknowledged or closed.")})
+    if status == Incident.Status.CLOSED and not resolution.strip():
+        raise ValidationError({"resolution": _("Say what was done before closing the incident.")})
+    with transaction.atomic():
+        incident = Incident.objects.select_for_update().get(pk=incident.pk)
+        if incident.status == Incident.Status.CLOSED:
+            raise ValidationError({"status": _("This incident is already closed.")})
+        before = incident.status
+        incident.status = status
+        incident.reviewed_by = actor
+        incident.reviewed_at = timezone.now()
+        incident.resolution = resolution.strip()[:4000]
+        incident.save(update_fields=["status", "reviewed_by", "reviewed_at", "resolution"])
+        audit_log(
+            action="compliance.incident.reviewed", actor=actor, lender_id=incident.lender_id, subject=incident,
+            account_id=incident.account_id, borrower_id=incident.borrower_id,
+            data={"from": before, "to": status, "reason": incident.resolution[:500]},
+        )
+        return incident
+
+
+# ---------------------------------------------------------------------------------------------
 # What-if replay: how would a policy version have treated the attempts we actually recorded?
 
 WHATIF_MAX_ATTEMPTS = 100_000
@@ -84,6 +133,7 @@ class WhatIfResult:
     draft: ReplayResult
     baseline: ReplayResult | None
     notes: list[str] = field(default_factory=list)
+    breaches: int = 0  # contacts stored as breaches in the period (reported after the fact)
 
     def rule_rows(self) -> list[tuple[str, int, int | None]]:
         codes = sorted(set(self.draft.by_rule) | set(self.baseline.by_rule if self.baseline else ()))
@@ -95,13 +145,15 @@ def policy_whatif_replay(
 ) -> WhatIfResult:
     """Replay the recorded outbound attempts of the last ``days`` days (borrowers of the policy's
     jurisdiction) through ``policy`` and through the version in force today, in chronological order
-    per borrower: each attempt is judged against the attempts recorded before it. Read-only.
+    per *person* (every lender's record of the same person together, so person-scoped caps count
+    as they do live): each attempt is judged against the attempts recorded before it. Read-only.
 
-    Bounded: at most ``max_attempts`` attempts (one streamed query, ordered by borrower and time).
+    Also counts the contacts stored as breaches in the period (reported after the fact against the
+    policy then in force). Bounded: at most ``max_attempts`` attempts (one streamed query).
     Borrower holds are today's flags (their history is not versioned), so hold refusals describe
     today's borrowers rather than the past.
     """
-    from cases.models import ContactAttempt
+    from cases.models import Borrower, ContactAttempt
 
     if days < 1 or days > 365:
         raise ValidationError("Replay between 1 and 365 days.")
@@ -114,40 +166,58 @@ def policy_whatif_replay(
         base_row = None
     base_rules = policy_parse(row=base_row) if base_row is not None and base_row.pk != policy.pk else None
     window = max(rules.history_window(draft_rules), rules.history_window(base_rules) if base_rules else timedelta(0))
+    in_scope = ContactAttempt.objects.filter(borrower__jurisdiction=policy.code)
     qs = (
-        ContactAttempt.objects.filter(borrower__jurisdiction=policy.code, occurred_at__gt=since - window)
-        .order_by("borrower_id", "occurred_at", "id")
+        in_scope.filter(occurred_at__gt=since - window)
+        .order_by("person_key", "occurred_at", "id")
         .values_list(
-            "borrower_id", "occurred_at", "channel", "outcome", "account_id", "party", "direction", "phone",
-            "borrower__time_zones", "borrower__after_hours_consent", "second_collector_id",
+            "person_key", "borrower_id", "occurred_at", "channel", "outcome", "account_id", "party", "direction",
+            "phone", "other_accounts", "borrower__time_zones", "borrower__after_hours_consent", "second_collector_id",
+            "borrower__sms_consent", "borrower__email_consent", "borrower__opted_out",
             *(f"borrower__{f}" for f in HOLD_FIELDS),
         )
     )
+    # Holds that reach the person across lenders (scope "person"): one query for the persons with any.
+    any_hold = Q()
+    for flag in HOLD_FIELDS:
+        any_hold |= Q(**{flag: True})
+    person_holds: dict[str, set[str]] = {}
+    for row in Borrower.objects.filter(any_hold, jurisdiction=policy.code).exclude(person_key="").values_list(
+            "person_key", *HOLD_FIELDS):
+        person_holds.setdefault(row[0], set()).update(f for f, on in zip(HOLD_FIELDS, row[1:], strict=True) if on)
     draft = ReplayResult(policy_label=f"{policy.code} v{policy.version} ({policy.get_status_display()})")
     base = ReplayResult(policy_label=f"{base_row.code} v{base_row.version}") if base_rules else None
     targets = [(draft_rules, draft)] + ([(base_rules, base)] if base_rules else [])
     truncated = False
     seen = 0
-    current = None
-    history: list[rules.Attempt] = []
-    times: list[datetime] = []
-    facts = None
+    current_person = None
+    # (history, times) per group: the person, or a record without a person key on its own
+    groups: dict[object, tuple[list[rules.Attempt], list[datetime]]] = {}
     for row in qs.iterator(chunk_size=5000):
-        borrower_id, at, channel, outcome, account_id, party, direction, phone, zones, consent, partner = row[:11]
-        if borrower_id != current:
-            current, history, times = borrower_id, [], []
-            holds = frozenset(flag for flag, on in zip(HOLD_FIELDS, row[11:], strict=True) if on)
-            facts = rules.BorrowerFacts(time_zones=tuple(zones) or (settings.TIME_ZONE,), holds=holds,
-                                        after_hours_consent=consent)
+        (person, borrower_id, at, channel, outcome, account_id, party, direction, phone, others, zones, consent,
+         partner, sms_ok, email_ok, opted_out) = row[:16]
+        if person != current_person:
+            current_person, groups = person, {}
+        group = groups.setdefault(person or ("b", borrower_id), ([], []))
+        history, times = group
+        holds = frozenset(flag for flag, on in zip(HOLD_FIELDS, row[16:], strict=True) if on)
         attempt = rules.Attempt(at=at, channel=channel, outcome=outcome, account_id=account_id, party=party,
-                                direction=direction, phone=phone)
+                                direction=direction, phone=phone, accounts=tuple(others or ()), borrower_id=borrower_id)
         if at > since and direction == "outbound":
             if seen >= max_attempts:
                 truncated = True
                 break
             seen += 1
+            facts = rules.BorrowerFacts(
+                time_zones=tuple(zones or ()), holds=holds, after_hours_consent=consent,
+                person_holds=frozenset(person_holds.get(person, ())) if person else holds,
+                consented=frozenset(c for c, on in (("sms", sms_ok), ("email", email_ok)) if on),
+                opted_out=frozenset(opted_out or ()),
+            )
             proposal = rules.Proposal(at=at, channel=channel, account_id=account_id, party=party,
-                                      direction=direction, phone=phone, collectors=2 if partner else 1)
+                                      direction=direction, phone=phone, collectors=2 if partner else 1,
+                                      outcome="" if outcome == rules.PENDING else outcome,
+                                      accounts=tuple(others or ()), borrower_id=borrower_id, address=phone)
             lo = bisect_right(times, at - window)
             past = history[lo:]
             for pol, result in targets:
@@ -161,9 +231,10 @@ def policy_whatif_replay(
         times.append(at)
     notes = []
     if truncated:
-        notes.append(f"Stopped after {max_attempts} attempts; the figures cover the earliest borrowers only.")
+        notes.append(f"Stopped after {max_attempts} attempts; the figures cover the earliest persons only.")
+    breaches = in_scope.filter(occurred_at__gt=since, is_breach=True).count()
     return WhatIfResult(code=policy.code, days=days, since=since, attempts=seen, truncated=truncated, draft=draft,
-                        baseline=base, notes=notes)
+                        baseline=base, notes=notes, breaches=breaches)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,10 +15,23 @@ from urllib.parse import urlparse
 
 import pytest
 from django.db import connection
+from django.db.backends.signals import connection_created
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def _allow_test_truncate(sender, **kwargs):
+    """Test flushes TRUNCATE every table; the audit tables refuse that unless the session allows it
+    (compliance/migrations/0006_audit_hardening.py). Only the test harness's connections do."""
+    conn = kwargs["connection"]
+    if conn.vendor == "postgresql":
+        with conn.cursor() as cur:
+            cur.execute("SET servicing.allow_truncate = 'on'")
+
+
+connection_created.connect(_allow_test_truncate, dispatch_uid="tests.allow_truncate")
 
 
 def missing(reason: str):
@@ -46,7 +59,7 @@ def require_postgres():
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
     if not url or not _port_open(url, 6379):
-        missing("Redis is not reachable (set REDIS_URL=redis://127.0.0.1:6379/15)")
+        missing("Redis is not reachable (set REDIS_URL=redis://127.0.0.1:6379/14)")
     return url
 
 
@@ -66,7 +79,7 @@ def policies_seed() -> None:
 
     if Policy.objects.filter(version=1).exists():
         return
-    for name in ("policies_v1.json", "policies_v2.json"):
+    for name in ("policies_v1.json", "policies_v2.json", "policies_v3.json"):
         for data in json.loads((ROOT / "compliance/migrations" / name).read_text(encoding="utf-8")):
             Policy.objects.get_or_create(
                 code=data["code"], version=data["version"],
@@ -98,6 +111,13 @@ def _fresh_cache(settings):
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _own_audit_checkpoints(settings, tmp_path):
+    """Audit checkpoints go to a directory of this test, never to the developer's var/ (compliance/audit.py)."""
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"
+    settings.AUDIT_CHECKPOINT_KEY = "test-audit-checkpoint-key"
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +179,23 @@ def celery_worker(transactional_db, require_postgres, redis_url, celery_worker_e
             proc.kill()
         log.close()
         Path(log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def now_at(tmp_path, monkeypatch):
+    """Freeze the service clock (servicing.clock) at an instant: ``now_at(datetime)``. Outreach logged
+    without a time is then "present" outreach at that instant, judged by the gate before the act."""
+    from servicing import clock as clock_module
+
+    path = tmp_path / "now.json"
+    monkeypatch.setenv(clock_module.ENV, str(path))
+
+    def freeze(at):
+        """Freeze at ``at``; ``None`` goes back to real time."""
+        if at is None:
+            clock_module.set_clock(path=path)
+        else:
+            clock_module.set_clock(path=path, frozen=at)
+        return at
+
+    return freeze

@@ -9,7 +9,7 @@ class AccountSerializer(serializers.ModelSerializer):
     borrower_name = serializers.CharField(source="borrower.name", read_only=True)
     borrower_phones = serializers.SerializerMethodField()
     jurisdiction = serializers.CharField(source="borrower.jurisdiction", read_only=True)
-    assigned_agent = serializers.CharField(source="assigned_agent.username", read_only=True, default=None)
+    assigned_agent = serializers.CharField(source="assigned_agent.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = OverdueAccount
@@ -25,23 +25,70 @@ class AccountSerializer(serializers.ModelSerializer):
         return [mask_phone(p) for p in obj.borrower.phones]
 
 
+_REPORTABLE = [c for c in ContactAttempt.Outcome.choices if c[0] not in ("pending", "unreported")]
+
+
+class ViolationSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    citation = serializers.CharField()
+
+
 class ContactAttemptSerializer(serializers.ModelSerializer):
+    accounts = serializers.SerializerMethodField(help_text="Every debt the outreach was about (it counts for each).")
+    breach = ViolationSerializer(many=True, read_only=True, help_text=(
+        "Rules this contact broke: not empty only for a contact reported after the fact, which is stored all the"
+        " same, flagged and sent to the supervisors' incident queue."))
+
     class Meta:
         model = ContactAttempt
         fields = [
-            "id", "account", "channel", "direction", "party", "outcome", "occurred_at", "recorded_at", "notes",
-            "source", "policy_code", "policy_version", "agent", "second_collector",
+            "id", "account", "accounts", "channel", "direction", "party", "outcome", "state", "occurred_at",
+            "recorded_at", "completed_at", "notes", "source", "policy_code", "policy_version", "agent",
+            "second_collector", "breach",
         ]
         read_only_fields = fields
+
+    def get_accounts(self, obj) -> list[int]:
+        return obj.account_ids
+
+
+class OutreachStartedSerializer(ContactAttemptSerializer):
+    target = serializers.CharField(help_text="The full number or address, shown only once the gate allowed the outreach.")
+
+    class Meta(ContactAttemptSerializer.Meta):
+        fields = [*ContactAttemptSerializer.Meta.fields, "target"]
+        read_only_fields = fields
+
+
+class OutreachStartSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=ContactAttempt.Channel.choices)
+    party = serializers.ChoiceField(choices=ContactAttempt.Party.choices, default="borrower")
+    phone = serializers.CharField(required=False, allow_blank=True, max_length=32, default="")
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254, default="")
+    accounts = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
+                                     max_length=20, help_text="Other debts of the same borrower this outreach is about.")
+    notes = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    second_collector = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True), required=False, allow_null=True, default=None,
+    )
+
+
+class OutreachCompleteSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=_REPORTABLE)
+    notes = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
 
 
 class ContactAttemptInputSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=ContactAttempt.Channel.choices)
-    outcome = serializers.ChoiceField(choices=ContactAttempt.Outcome.choices)
+    outcome = serializers.ChoiceField(choices=_REPORTABLE)
     direction = serializers.ChoiceField(choices=ContactAttempt.Direction.choices, default="outbound")
     party = serializers.ChoiceField(choices=ContactAttempt.Party.choices, default="borrower")
     occurred_at = serializers.DateTimeField(required=False)
     phone = serializers.CharField(required=False, allow_blank=True, max_length=32, default="")
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254, default="")
+    accounts = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
+                                     max_length=20, help_text="Other debts of the same borrower the contact was about.")
     notes = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
     second_collector = serializers.PrimaryKeyRelatedField(
         queryset=User.objects.filter(is_active=True), required=False, allow_null=True, default=None,

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +21,9 @@ from cases.forms import (
     CallbackForm,
     InstalmentFormSet,
     NoteForm,
+    OutreachCompleteForm,
     OutreachForm,
+    OutreachStartForm,
     PaymentForm,
     PlanForm,
     PromiseForm,
@@ -31,6 +33,7 @@ from cases.forms import (
 from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, User
 from compliance.selectors import contact_check
 from reminders.selectors import notification_list_for_user
+from scoring.selectors import score_summary
 
 from .presenters import AUDIT_LABELS, agent_zone, fmt_in, page_query, present_decision
 
@@ -90,10 +93,15 @@ def queue(request):
         row.status = present_decision(row.decision, borrower=row.account.borrower, user=user, channel="call")
         row.phone = selectors.mask_phone(row.account.borrower.phones[0]) if row.account.borrower.phones else ""
         row.lock_until = fmt_in(row.account.locked_until, tz) if row.locked_by_other else ""
+        row.score = score_summary(account=row.account)  # loaded with the page: no query
+    # Accounts that may not be called now are listed apart, never offered as work (issue 15).
+    workable = [row for row in rows if row.workable]
+    apart = [row for row in rows if not row.workable]
     # Unread reminders for the agent (callbacks due, promises due today), shown above the queue.
     notifications = list(notification_list_for_user(user=user, unread_only=True)[:5])
     return render(request, "cases/queue.html", {
-        "form": form, "page": page, "rows": rows, "query": page_query(request), "agent_zone": str(tz),
+        "form": form, "page": page, "rows": rows, "workable": workable, "apart": apart,
+        "sections": [{"apart": False, "rows": workable}, {"apart": True, "rows": apart}], "query": page_query(request), "agent_zone": str(tz),
         "notifications": notifications,
     })
 
@@ -115,6 +123,7 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
     forms = forms or {}
     defaults = {
         "outreach": lambda: OutreachForm(user=user),
+        "start": lambda: OutreachStartForm(user=user, account=account, prefix="start"),
         "promise": lambda: PromiseForm(account=account),
         "plan": lambda: PlanForm(prefix="plan"),
         "instalments": lambda: InstalmentFormSet(prefix="inst"),
@@ -134,11 +143,20 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
     for entry in timeline:
         if entry.kind == "audit":
             entry.label = AUDIT_LABELS.get(entry.obj.action, entry.obj.action)
+    # Outreach this agent started here and has not completed: the full number is shown only now.
+    started = list(ContactAttempt.objects.filter(account=account, agent=user, state=ContactAttempt.State.STARTED)
+                   .select_related("borrower").order_by("occurred_at"))
+    for attempt in started:
+        attempt.target = selectors.contact_attempt_target(attempt=attempt, actor=user)
+        attempt.form = OutreachCompleteForm(initial={"attempt": attempt.pk}, prefix=f"a{attempt.pk}")
+    # Agents get a number only by starting an outreach the gate allows; supervisors may reveal it (audited).
+    show_contact = reveal and user.is_supervisor
     return {
         "account": account,
         "borrower": borrower,
-        "phones": list(borrower.phones) if reveal else [selectors.mask_phone(p) for p in borrower.phones],
-        "emails": list(borrower.emails) if reveal else [selectors.mask_email(e) for e in borrower.emails],
+        "phones": list(borrower.phones) if show_contact else [selectors.mask_phone(p) for p in borrower.phones],
+        "emails": list(borrower.emails) if show_contact else [selectors.mask_email(e) for e in borrower.emails],
+        "started": started,
         "national_id": borrower.national_id if reveal else selectors.mask_national_id(borrower.national_id),
         "revealed": reveal,
         "holds": [Borrower._meta.get_field(h).verbose_name for h in sorted(borrower.holds)],
@@ -156,6 +174,7 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
         "open_promises": account.promises.filter(status="open").order_by("due_date"),
         "active_plan": account.plans.filter(status="active").prefetch_related("instalments").order_by("-created_at").first(),
         "callbacks": account.callbacks.filter(status="scheduled").order_by("due_at"),
+        "score": score_summary(account=account),  # shown by templates/scoring/_score.html
     }
 
 
@@ -196,13 +215,57 @@ def _done(request, account, message: str):
 def case_outreach(request, pk: int):
     return _simple_action(
         request, pk, key="outreach", form_class=OutreachForm, form_kwargs=lambda account: {"user": request.user},
-        save=lambda account, cd: services.contact_attempt_record(
+        save=lambda account, cd: _recorded(request, services.contact_attempt_record(
             account=account, actor=request.user, channel=cd["channel"], outcome=cd["outcome"],
             direction=cd["direction"], party=cd["party"], occurred_at=cd["occurred_at"],  # None: the service's now
             notes=cd["notes"], source=ContactAttempt.Source.WEB, second_collector=cd["second_collector"],
-        ),
+        )),
         done=_("Outreach recorded."),
     )
+
+
+def _recorded(request, attempt: ContactAttempt) -> ContactAttempt:
+    """A contact reported after the fact that broke a rule is kept: say so, plainly."""
+    if attempt.is_breach:
+        messages.warning(request, _(
+            "Recorded as it happened, but it broke %(rules)s: it is flagged as a breach and a supervisor will"
+            " review it.") % {"rules": ", ".join(v["code"] for v in attempt.breach)})
+    return attempt
+
+
+@require_POST
+@workspace_view
+def case_outreach_start(request, pk: int):
+    """Start an outreach: the gate first; allowed, the number is shown with the outcome form."""
+    return _simple_action(
+        request, pk, key="start", form_class=OutreachStartForm,
+        form_kwargs=lambda account: {"user": request.user, "account": account, "prefix": "start"},
+        save=lambda account, cd: services.contact_attempt_start(
+            account=account, actor=request.user, channel=cd["channel"], party=cd["party"],
+            accounts=list(cd["accounts"]), second_collector=cd["second_collector"], source=ContactAttempt.Source.WEB,
+        ),
+        done=_("Outreach started: the number is shown below. Record the outcome when you are done."),
+    )
+
+
+@require_POST
+@workspace_view
+def case_outreach_complete(request, pk: int, attempt_id: int):
+    account = _account(request, pk)
+    attempt = selectors.contact_attempt_for_user(user=request.user, attempt_id=attempt_id)
+    if attempt.account_id != account.pk:
+        raise Http404
+    form = OutreachCompleteForm(request.POST, prefix=f"a{attempt.pk}")
+    if form.is_valid():
+        try:
+            services.contact_attempt_complete(attempt=attempt, actor=request.user, outcome=form.cleaned_data["outcome"],
+                                              notes=form.cleaned_data["notes"])
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("case-detail", pk=account.pk)
+        return _done(request, account, _("Outcome recorded."))
+    messages.error(request, _("Choose the outcome of the outreach."))
+    return redirect("case-detail", pk=account.pk)
 
 
 @require_GET
@@ -330,12 +393,17 @@ def case_status(request, pk: int):
 def case_reveal(request, pk: int):
     """Show unmasked contact data; every reveal is audited (cases.pii.viewed)."""
     account = _account(request, pk)
+    # Agents reach a number or address only by starting an outreach the gate allows (then it is shown
+    # with the outcome form); supervisors may see everything.
+    contact = request.user.is_supervisor
     services.borrower_pii_reveal(actor=request.user, account=account,
-                                 fields=["phones", "emails", "national_id", "address"])
+                                 fields=[*(["phones", "emails"] if contact else []), "national_id", "address"])
     borrower = account.borrower
     if request.headers.get("Accept", "").startswith("application/json"):
-        return JsonResponse({"phones": borrower.phones, "emails": borrower.emails,
-                             "national_id": borrower.national_id, "address": borrower.address})
+        return JsonResponse({
+            "phones": borrower.phones if contact else [selectors.mask_phone(p) for p in borrower.phones],
+            "emails": borrower.emails if contact else [selectors.mask_email(e) for e in borrower.emails],
+            "national_id": borrower.national_id, "address": borrower.address})
     return _render_case(request, account, reveal=True)
 
 

@@ -115,10 +115,10 @@ def test_record_allowed_returns_201_and_audits(world):
     assert ev.actor == world["agent"] and ev.lender_id == acc.lender_id and ev.policy_code == "CN"
 
 
-def test_record_refused_returns_409_with_next_time(world):
+def test_record_refused_returns_409_with_next_time(world, now_at):
     acc = world["own_account"]
     tz = ZoneInfo("Asia/Shanghai")
-    at = lawful_past_time().replace(hour=23, minute=0)  # CN quiet hours
+    at = now_at(lawful_past_time().replace(hour=23, minute=0))  # now, in CN quiet hours
     r = client_for(world["agent"]).post(
         f"/api/v1/accounts/{acc.pk}/contact-attempts/",
         {"channel": "call", "outcome": "no_answer", "occurred_at": at.isoformat()}, format="json",
@@ -189,3 +189,44 @@ def test_schema_and_docs(world):
 def test_masked_phones(world):
     data = client_for(world["lender_user"]).get(f"/api/v1/accounts/{world['own_account'].pk}/").json()
     assert all("****" in p for p in data["borrower_phones"])
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/accounts/null,null/", "/api/v1/accounts/abc/contact-check/?channel=call",
+    "/api/v1/accounts/1.5/", "/api/v1/placements/null,null/", "/api/v1/no-such-thing/",
+])
+def test_non_numeric_ids_and_unknown_paths_are_json_404(world, path):
+    response = client_for(world["agent"], token=True).get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json" and "detail" in response.json()
+
+
+def test_pages_outside_the_api_keep_the_html_404(world):
+    c = client_for(world["agent"])
+    assert c.get("/no-such-page/")["Content-Type"].startswith("text/html")
+
+
+def test_status_filter_validates_and_filters(world):
+    c = client_for(world["lender_user"])
+    bogus = c.get("/api/v1/accounts/?status=bogus")
+    assert bogus.status_code == 400 and "status" in bogus.json()
+    assert c.get("/api/v1/accounts/?status=assigned").json()["count"] == 1
+    assert c.get("/api/v1/accounts/?status=paid").json()["count"] == 0
+
+
+def test_filters_and_error_answers_are_in_the_schema(world):
+    schema = client_for(world["supervisor"]).get("/api/schema/?format=json").json()
+    listing = schema["paths"]["/api/v1/accounts/"]["get"]
+    status_param = next(p for p in listing["parameters"] if p["name"] == "status")
+    assert "paid" in status_param["schema"]["enum"] and "bogus" not in status_param["schema"]["enum"]
+    assert {"400", "403", "404"} <= set(listing["responses"])
+    detail = schema["paths"]["/api/v1/accounts/{id}/"]["get"]
+    assert next(p for p in detail["parameters"] if p["name"] == "id")["schema"]["type"] == "integer"
+
+
+def test_requests_django_refuses_before_any_view_are_json_400_in_the_api(world, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    body = "&".join(f"external_refs=R{i}" for i in range(20))
+    response = client_for(world["lender_user"], token=True).post(
+        "/api/v1/placements/recall/", body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"

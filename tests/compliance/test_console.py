@@ -116,7 +116,11 @@ def test_audit_page_filters_and_keyset_pagination(client, world):
     assert "other" not in response.content.decode()
 
 
-def _record(account, agent, at, outcome="no_answer"):
+def _record(account, agent, at, outcome="no_answer", now_at=None):
+    """Outreach made at ``at``: with ``now_at`` the clock is there too, so the gate judges it before the
+    act (and refuses); without, it is a contact reported afterwards (stored, a breach flagged)."""
+    if now_at is not None:
+        now_at(at)
     return contact_attempt_record(account=account, actor=agent, channel="call", outcome=outcome, occurred_at=at,
                                   notes=f"note {outcome}")
 
@@ -126,14 +130,14 @@ def _past_local(days: int, hour: int) -> datetime:
     return local.replace(hour=hour, minute=0, second=0, microsecond=0)
 
 
-def test_outcome_filter_and_formula_safe_exports(client, world):
+def test_outcome_filter_and_formula_safe_exports(client, world, now_at):
     acc, agent = world["account"], world["agent"]
     _record(acc, agent, _past_local(2, 10))
     with pytest.raises(ContactRefused):
-        _record(acc, agent, _past_local(1, 23))  # quiet hours: refused and audited
+        _record(acc, agent, _past_local(1, 23), now_at=now_at)  # quiet hours: refused and audited
     other_agent = f.user(role="agent")
     with pytest.raises(ContactRefused):
-        _record(acc, other_agent, _past_local(1, 23, ))
+        _record(acc, other_agent, _past_local(1, 23), now_at=now_at)
     audit_log(action="cases.note.added", actor=agent, lender_id=acc.lender_id, account_id=acc.pk,
               data={"body": "=HYPERLINK(\"http://evil\")"})
     page = audit_event_page(filters=AuditFilters(actor_id=agent.pk, outcome="refused"))
@@ -311,12 +315,12 @@ def test_logins_logouts_and_failures_are_audited(client, world):
     assert failed.data["username"] == world["agent"].username and "wrong" not in str(failed.data)
 
 
-def test_dashboard_shows_charts_and_figures(client, world):
+def test_dashboard_shows_charts_and_figures(client, world, now_at):
     acc, agent = world["account"], world["agent"]
     _record(acc, agent, _past_local(2, 10), outcome="right_party_contact")
     _record(acc, agent, _past_local(2, 11), outcome="no_answer")
     with pytest.raises(ContactRefused):
-        _record(acc, agent, _past_local(1, 23))
+        _record(acc, agent, _past_local(1, 23), now_at=now_at)
     client.force_login(world["sup"])
     response = client.get(reverse("supervisor-home"))
     html = response.content.decode()
@@ -337,7 +341,7 @@ def test_dashboard_shows_charts_and_figures(client, world):
 def test_publishing_a_backdated_draft_takes_effect_from_now_not_retroactively(world):
     from compliance.selectors import policy_row_in_force
 
-    before = policy_row_in_force(code="CN", at=timezone.now())
+    before = policy_row_in_force(code="CN", at=timezone.now() - timedelta(days=10))
     backdated = timezone.now() - timedelta(days=30)
     draft = services.policy_draft_create(actor=world["sup"], code="CN", data={"name": "CN backdated",
                                          "rules": Policy.objects.get(code="CN", version=1).rules["rules"]},

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -11,17 +14,19 @@ from cases import services
 from cases.models import ContactAttempt
 from compliance.models import AuditEvent
 from tests import factories as f
-from tests.cases.test_api import lawful_past_time
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def visit():
+def visit(now_at):
     lender = f.lender()
     agent, partner = f.user(role="agent"), f.user(role="agent")
     account = f.account(lender=lender, agent=agent, jurisdiction="CN", zones=("Asia/Shanghai",))
-    return {"account": account, "agent": agent, "partner": partner, "at": lawful_past_time()}
+    # "Now" is a weekday morning under CN v3: a visit logged at this time is outreach made now,
+    # which the gate judges before the act.
+    at = now_at(datetime(2027, 4, 14, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+    return {"account": account, "agent": agent, "partner": partner, "at": at}
 
 
 def test_a_visit_alone_is_refused_and_audited_with_the_rule(visit):
@@ -30,7 +35,7 @@ def test_a_visit_alone_is_refused_and_audited_with_the_rule(visit):
                                         outcome="right_party_contact", occurred_at=visit["at"])
     d = refused.value.decision
     assert [v.code for v in d.violations] == ["CN.VISIT_TWO_COLLECTORS"] and d.next_allowed_at is None
-    assert (d.policy_code, d.policy_version) == ("CN", 2)
+    assert (d.policy_code, d.policy_version) == ("CN", 3)
     assert not ContactAttempt.objects.exists()
     blocked = AuditEvent.objects.get(action="compliance.contact.blocked")
     assert blocked.data["violations"][0]["code"] == "CN.VISIT_TWO_COLLECTORS"
@@ -40,7 +45,7 @@ def test_a_visit_with_a_second_collector_is_recorded_with_both(visit):
     attempt = services.contact_attempt_record(
         account=visit["account"], actor=visit["agent"], channel="visit", outcome="right_party_contact",
         occurred_at=visit["at"], second_collector=visit["partner"])
-    assert (attempt.agent, attempt.second_collector, attempt.policy_version) == (visit["agent"], visit["partner"], 2)
+    assert (attempt.agent, attempt.second_collector, attempt.policy_version) == (visit["agent"], visit["partner"], 3)
     recorded = AuditEvent.objects.get(action="cases.contact_attempt.recorded")
     assert recorded.data["second_collector"] == visit["partner"].username
 

@@ -1,7 +1,7 @@
 """The one write path for outreach: check, then record or refuse; both audited; nothing bypasses it."""
 
 import ast
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -72,12 +72,12 @@ def test_allowed_attempt_recorded_with_audit_in_same_transaction():
 
 
 @pytest.mark.parametrize("flag", ["cease", "dispute", "attorney", "bankruptcy", "deceased"])
-def test_holds_block_and_refusal_is_audited(flag):
+def test_holds_block_and_refusal_is_audited(flag, now_at):
     agent = f.user()
     acc = f.account(lender=f.lender(), agent=agent, **{flag: True})
+    now_at(lawful_past_time())
     with pytest.raises(services.ContactRefused) as exc:
-        services.contact_attempt_record(account=acc, actor=agent, channel="sms", outcome="delivered",
-                                        occurred_at=lawful_past_time())
+        services.contact_attempt_record(account=acc, actor=agent, channel="sms", outcome="delivered")
     assert exc.value.decision.next_allowed_at is None
     assert not ContactAttempt.objects.exists()
     ev = AuditEvent.objects.get(action="compliance.contact.blocked")
@@ -102,22 +102,22 @@ def test_bad_input_raises_validation_error_and_records_nothing():
     assert not ContactAttempt.objects.exists() and not AuditEvent.objects.exists()
 
 
-def test_frequency_cap_counts_history_per_debt():
-    """US-MA: a third telephone communication within 7 days is refused, with the time the oldest ages out."""
+def test_frequency_cap_counts_history_per_debt(now_at):
+    """US-MA: a third telephone communication within 7 days is refused, with the time the oldest ages out.
+    Version 2 counts calls placed: a busy call does not count, an unanswered one does."""
     agent = f.user()
     acc = f.account(lender=f.lender(), agent=agent, jurisdiction="US-MA", zones=("America/New_York",), currency="USD")
-    base = lawful_past_time("America/New_York", hour=10) - timedelta(days=2)
-    # Not-connected calls do not count towards the cap.
-    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="no_answer", occurred_at=base)
-    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="voicemail",
-                                    occurred_at=base + timedelta(hours=1))
-    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="voicemail",
-                                    occurred_at=base + timedelta(days=1))
+    base = now_at(datetime(2027, 4, 14, 10, 0, tzinfo=ZoneInfo("America/New_York")))  # a Wednesday, US-MA v2
+    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="busy")
+    now_at(base + timedelta(hours=1))
+    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="no_answer")
+    now_at(base + timedelta(days=1))
+    services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="voicemail")
+    now_at(base + timedelta(days=2))
     with pytest.raises(services.ContactRefused) as exc:
-        services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="voicemail",
-                                        occurred_at=base + timedelta(days=2))
+        services.contact_attempt_record(account=acc, actor=agent, channel="call", outcome="voicemail")
     codes = [v.code for v in exc.value.decision.violations]
-    assert any("MA" in c for c in codes)
+    assert codes == ["US-MA.940CMR.TELEPHONE_FREQUENCY"]
     assert exc.value.decision.next_allowed_at == base + timedelta(hours=1, days=7)
 
 

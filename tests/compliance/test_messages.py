@@ -13,7 +13,8 @@ import pytest
 from django.utils import translation
 
 from compliance.messages import violation_text
-from tests.compliance.rules.helpers import call, check, days, local
+from compliance.rules import BorrowerFacts, Proposal, evaluate
+from tests.compliance.rules.helpers import POLICIES, call, check, days, local
 
 SH, NY, SY = "Asia/Shanghai", "America/New_York", "Australia/Sydney"
 CNP = local(SH, 2025, 6, 11, 12, 0)
@@ -32,6 +33,17 @@ def _decisions():
     yield "cooldown", check("US", local(NY, 2025, 6, 11, 12, 0), history=[
         call(local(NY, 2025, 6, 10, 12, 0), "right_party_contact")])
     yield "hold", check("CN", CNP, zones=(SH,), holds=frozenset({"cease"}))
+    # December 2026 versions: unknown zone, later conversation, person-wide hold, consent, several debts
+    yield "unknown zone", check("US", local(NY, 2026, 12, 9, 22, 0), zones=())
+    yield "later call", check("US", local(NY, 2026, 12, 9, 12, 0), outcome="right_party_contact", history=[
+        call(local(NY, 2026, 12, 9, 14, 0), "no_answer")])
+    yield "person hold", evaluate(policy=POLICIES["CN"], facts=BorrowerFacts(time_zones=(SH,), person_holds=frozenset(
+        {"cease"})), history=[], proposal=Proposal(at=local(SH, 2026, 12, 9, 12, 0), channel="call", account_id=1))
+    yield "opt-out", evaluate(policy=POLICIES["CN"], facts=BorrowerFacts(
+        time_zones=(SH,), consented=frozenset({"email"}), opted_out=frozenset({NUM})), history=[],
+        proposal=Proposal(at=local(SH, 2026, 12, 9, 12, 0), channel="sms", account_id=1, address=NUM))
+    yield "several debts", check("US", local(NY, 2026, 12, 9, 12, 0), account_id=1, accounts=(2,), history=[
+        call(local(NY, 2026, 12, 9, 11, 0) - days(k), "no_answer", account_id=2) for k in range(7)])
     yield "third party", check("CN", CNP, zones=(SH,), party="third_party", history=[
         call(CNP - timedelta(hours=1), "no_answer"), call(CNP - days(1), "promise", channel="visit")])
 

@@ -21,16 +21,19 @@ def _at(days: int, hour: int):
 
 
 @pytest.fixture
-def data(transactional_db):
+def data(transactional_db, now_at):
     lender = f.lender()
     agent, other = f.user(role="agent", username="e2e_agent"), f.user(role="agent", username="e2e_other")
     sup = f.user(role="supervisor", username="e2e_sup")
     acc = f.account(lender=lender, agent=agent)
     contact_attempt_record(account=acc, actor=agent, channel="call", outcome="no_answer", occurred_at=_at(3, 10))
     contact_attempt_record(account=acc, actor=agent, channel="call", outcome="no_answer", occurred_at=_at(2, 10))
+    # Outreach tried at 23:00 (then "now"): the gate refuses it before the act, and audits the refusal.
+    now_at(_at(1, 23))
     for who in (agent, other):
         with pytest.raises(ContactRefused):
-            contact_attempt_record(account=acc, actor=who, channel="call", outcome="no_answer", occurred_at=_at(1, 23))
+            contact_attempt_record(account=acc, actor=who, channel="call", outcome="no_answer")
+    now_at(None)
     return {"agent": agent, "sup": sup}
 
 

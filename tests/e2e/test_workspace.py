@@ -50,6 +50,18 @@ def test_agent_works_a_case_end_to_end(page, desk):
     assert "No answer" in page.locator(".timeline-list").inner_text()
     assert ContactAttempt.objects.filter(account=desk["day"], outcome="no_answer").count() == 1
 
+    # Start an outreach: the gate first, then the full number with the outcome form (issue 10).
+    phone = desk["day"].borrower.phones[0]
+    assert phone not in page.locator("#pii-phones").inner_text()
+    page.click("#start-form button[type=submit]")
+    started = page.locator(".card.started")
+    started.wait_for()
+    assert started.locator(".target").inner_text().endswith(phone[-8:])
+    started.locator("select").select_option("voicemail")
+    started.locator("button[type=submit]").click()
+    page.wait_for_selector(".timeline-list >> text=Voicemail")
+    assert ContactAttempt.objects.get(account=desk["day"], outcome="voicemail").state == "completed"
+
     # Record a promise on the same case.
     page.click("#panel-promise summary")
     page.fill("#id_amount", "250.00")

@@ -1,7 +1,8 @@
 """Many agents logging calls on one account at the same moment cannot break a frequency cap."""
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, connections
@@ -10,17 +11,17 @@ from cases import services
 from cases.models import ContactAttempt
 from compliance.models import AuditEvent
 from tests import factories as f
-from tests.cases.test_api import lawful_past_time
 
 THREADS = 24
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("jurisdiction,cap", [("US", 7), ("US-MA", 2)])
-def test_parallel_calls_respect_cap(transactional_db, require_postgres, jurisdiction, cap):
+def test_parallel_calls_respect_cap(transactional_db, require_postgres, now_at, jurisdiction, cap):
     agents = [f.user() for _ in range(THREADS)]
     acc = f.account(lender=f.lender(), jurisdiction=jurisdiction, zones=("America/New_York",), currency="USD")
-    base = lawful_past_time("America/New_York", hour=12)
+    base = datetime(2027, 4, 14, 12, 0, tzinfo=ZoneInfo("America/New_York"))  # US v2 / US-MA v2
+    now_at(base + timedelta(seconds=THREADS))  # present-time outreach: the gate refuses past the cap
     barrier = threading.Barrier(THREADS)
     results: list[str] = []
     lock = threading.Lock()
@@ -52,3 +53,48 @@ def test_parallel_calls_respect_cap(transactional_db, require_postgres, jurisdic
     assert ContactAttempt.objects.filter(account=acc).count() == cap
     assert AuditEvent.objects.filter(account_id=acc.pk, action="cases.contact_attempt.recorded").count() == cap
     assert AuditEvent.objects.filter(account_id=acc.pk, action="compliance.contact.blocked").count() == THREADS - cap
+
+
+@pytest.mark.postgres
+def test_twenty_writers_across_two_lenders_respect_the_persons_cap(transactional_db, require_postgres, now_at):
+    """CN v3 counts conversations per person across lenders; a started call may become one, so at
+    most three can be started today however many agents of however many lenders try at once."""
+    writers = 20
+    now_at(datetime(2027, 4, 14, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+    accounts = []
+    for _ in range(2):
+        lender = f.lender()
+        borrower = f.borrower(lender=lender)
+        from cases.models import Borrower
+
+        Borrower.objects.filter(pk=borrower.pk).update(national_id="110101199003074514", name="张三")
+        accounts.append(f.account(lender=lender, borrower=Borrower.objects.get(pk=borrower.pk)))
+    assert accounts[0].borrower.person_key == accounts[1].borrower.person_key
+    agents = [f.user() for _ in range(writers)]
+    barrier = threading.Barrier(writers)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def work(i: int):
+        try:
+            barrier.wait(timeout=30)
+            services.contact_attempt_start(account=accounts[i % 2], actor=agents[i], channel="call")
+            outcome = "started"
+        except services.ContactRefused:
+            outcome = "refused"
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome = f"error: {exc!r}"
+        finally:
+            connections.close_all()
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(set(results)) <= ["refused", "started"], results
+    assert results.count("started") == 3
+    assert ContactAttempt.objects.filter(state="started").count() == 3
+    assert AuditEvent.objects.filter(action="compliance.contact.blocked").count() == writers - 3

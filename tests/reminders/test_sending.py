@@ -358,3 +358,19 @@ def test_in_app_reminder_cancelled_after_reassignment(test_clock):
     sup = f.user(role="supervisor")
     assert services.reminder_send(reminder_id=_in_app(acc, sup, cn(1, 10)).pk) == "sent"
     assert list(Notification.objects.values_list("user_id", flat=True)) == [sup.pk]
+
+
+def test_an_opted_out_number_gets_no_reminder_through_the_gate(test_clock, locmem_sender):
+    """The opt-out lives in the one gate (issue 10): a reminder to a number that replied STOP / 退订 is
+    refused there, and the refusal cancels it (audited), like any outreach."""
+    from cases.services import borrower_opt_out
+    from compliance.models import AuditEvent
+
+    acc = f.account(lender=f.lender())
+    r = _reminder(acc, cn(1, 10))
+    borrower_opt_out(borrower=acc.borrower, address=acc.borrower.phones[0], actor=None, source="sms-reply")
+    test_clock.set(cn(1, 10))
+    assert services.reminder_send(reminder_id=r.pk) == "cancelled"
+    assert locmem_sender.calls == []
+    blocked = AuditEvent.objects.get(action="compliance.contact.blocked", account_id=acc.pk)
+    assert blocked.data["violations"][0]["code"].endswith("MESSAGE_CONSENT")

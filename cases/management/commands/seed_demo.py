@@ -19,6 +19,8 @@ from django.utils import timezone
 
 from cases import services
 from cases.models import Borrower, Lender, OverdueAccount, User
+from compliance.selectors import contact_check
+from scoring.demo import demo_scoring_seed
 
 PASSWORD = "demo-pass-2026"
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -83,6 +85,8 @@ class Command(BaseCommand):
             for agent, account_ids in assignments.items():
                 services.account_assign_bulk(actor=supervisor, account_ids=account_ids, agent=agent)
         self.history(rnd, rows, agents, supervisor)
+        self.breach_example(rows)
+        demo_scoring_seed(seed=seed, stdout=self.stdout)  # scoring/demo.py: history with a learnable signal, model, scores
         self.stdout.write(self.style.SUCCESS(f"Loaded {len(rows)} demo accounts."))
         self.print_logins()
         del admin
@@ -100,10 +104,16 @@ class Command(BaseCommand):
             account.refresh_from_db()
             agent = account.assigned_agent or supervisor
             zone = ZoneInfo(account.borrower.zones[0])
-            for _ in range(rnd.randint(0, 4)):
-                day = timezone.localdate(now, zone) - timedelta(days=rnd.randint(1, 20))
-                at = datetime.combine(day, time(rnd.randint(9, 19), rnd.choice([0, 15, 30, 45])), zone)
+            times = sorted(
+                datetime.combine(timezone.localdate(now, zone) - timedelta(days=rnd.randint(1, 20)),
+                                 time(rnd.randint(9, 19), rnd.choice([0, 15, 30, 45])), zone)
+                for _ in range(rnd.randint(0, 4)))
+            for at in times:
                 outcome = rnd.choice(["no_answer", "no_answer", "busy", "voicemail", "right_party_contact", "promise"])
+                # Past contacts are stored even when they broke a rule (as breaches): keep the demo's
+                # history lawful, and leave one deliberate breach below for the incident queue.
+                if not contact_check(account=account, channel="call", at=at).allowed:
+                    continue
                 try:
                     services.contact_attempt_record(account=account, actor=agent, channel="call", outcome=outcome,
                                                     occurred_at=at, notes="演示数据", source="import")
@@ -117,6 +127,18 @@ class Command(BaseCommand):
             if rnd.random() < 0.1:
                 services.payment_record(actor=agent, account=account, amount=min(account.balance, Decimal(rnd.randint(100, 2000))),
                                         paid_at=now - timedelta(days=rnd.randint(0, 10)), method="bank transfer")
+
+    def breach_example(self, accounts):
+        """One contact reported after the fact that broke the quiet hours: a breach for the incident queue."""
+        account = next((a for a in accounts if a.borrower.jurisdiction == "CN" and a.assigned_agent_id), None)
+        if account is None:
+            return
+        zone = ZoneInfo(account.borrower.zones[0])
+        at = datetime.combine(timezone.localdate(timezone.now(), zone) - timedelta(days=1), time(22, 40), zone)
+        with contextlib.suppress(services.ContactRefused, ValidationError):
+            services.contact_attempt_record(account=account, actor=account.assigned_agent, channel="call",
+                                            outcome="right_party_contact", occurred_at=at, source="web",
+                                            notes="演示数据：借款人深夜回电后外呼（事后登记）")
 
     def print_logins(self):
         self.stdout.write(f"\nLogins (password for all: {PASSWORD}):")
