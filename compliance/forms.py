@@ -110,3 +110,13 @@ class AgentSettingsForm(forms.Form):
         choices=JURISDICTIONS, required=False, label=_("Jurisdictions"), widget=forms.CheckboxSelectMultiple,
         help_text=_("None selected = any jurisdiction."),
     )
+
+
+class AuditSearchForm(AuditFilterForm):
+    """The audit log's filters plus a search by external reference or borrower name (issue 12)."""
+
+    ref = forms.CharField(required=False, max_length=200, label=_("Reference or borrower name"),
+                          help_text=_("An account's external reference (exact) or part of a borrower's name."))
+
+    def term(self) -> str:
+        return (self.cleaned_data.get("ref") or "").strip()

@@ -15,3 +15,14 @@ from .audit import audit_checkpoint_write
 def audit_checkpoint_task() -> int:
     """Append a signed checkpoint for every audit chain that moved; returns how many were written."""
     return len(audit_checkpoint_write())
+
+
+@shared_task
+def audit_verify_task() -> dict:
+    """Verify every audit chain (the supervisor's *Verify chain* button); the result is recorded as an
+    AuditVerification row, which the audit log page shows. Idempotent: running it twice records two
+    verifications of the same chains."""
+    from .audit import audit_verify
+
+    result = audit_verify()
+    return {"ok": result.ok, "checked": result.checked, "first_broken_id": result.first_broken_id}

@@ -15,7 +15,9 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import Http404, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -25,8 +27,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from cases.models import User
 
 from . import dashboards, selectors, services
-from .forms import AgentSettingsForm, AuditFilterForm, DashboardFilterForm, PolicyDraftForm, WhatIfForm
-from .models import Policy
+from .forms import AgentSettingsForm, AuditSearchForm, DashboardFilterForm, PolicyDraftForm, WhatIfForm
+from .models import Incident, Policy
 
 EXPORT_MAX_ROWS = 1_000_000  # one Excel sheet's limit; CSV follows the same cap
 EXPORT_COLUMNS = ["id", "created_at", "actor", "lender_id", "action", "subject", "account_id", "borrower_id",
@@ -101,8 +103,8 @@ def home(request):
 # Audit log
 
 
-def _audit_form(request) -> tuple[AuditFilterForm, selectors.AuditFilters | None]:
-    form = AuditFilterForm(request.GET)
+def _audit_form(request) -> tuple[AuditSearchForm, selectors.AuditFilters | None]:
+    form = AuditSearchForm(request.GET)
     if not form.is_valid():
         return form, None
     return form, form.filters()
@@ -119,8 +121,13 @@ def _before(request) -> int | None:
 @require_GET
 @supervisor_required
 def audit_log(request):
-    form, filters = _audit_form(request)
-    page = selectors.audit_event_page(filters=filters, before_id=_before(request)) if filters else None
+    form = AuditSearchForm(request.GET)
+    filters = form.filters() if form.is_valid() else None
+    term = form.term() if filters else ""
+    before = _before(request)
+    page = selectors.audit_search_page(filters=filters, term=term, before_id=before) if filters else None
+    # Bounded count (at most 10,001 rows read), on the first page only: older pages keep the total.
+    count = selectors.audit_search_count(filters=filters, term=term) if filters and before is None else None
     query = request.GET.copy()
     query.pop("before", None)
     older = None
@@ -128,11 +135,18 @@ def audit_log(request):
         query["before"] = page.next_before_id
         older = query.urlencode()
         query.pop("before")
+    last = selectors.audit_verification_last()
+    requested = request.session.get(VERIFY_SESSION_KEY)
+    # A verification asked for and not finished yet: the page polls until a newer result exists.
+    verifying = requested is not None and (last.pk if last else 0) <= requested
+    if requested is not None and not verifying:
+        del request.session[VERIFY_SESSION_KEY]
     return render(request, "compliance/audit_log.html", {
         "form": form, "page": page,
-        "rows": [(e, selectors.audit_event_summary(event=e)) for e in (page.events if page else [])],
-        "older_query": older, "export_query": query.urlencode(), "first_page": _before(request) is None,
-        "action_codes": selectors.audit_action_codes(), "last_verification": selectors.audit_verification_last(),
+        "rows": selectors.audit_rows(events=page.events if page else [], reveal_names=request.user.is_supervisor),
+        "count": count,
+        "older_query": older, "export_query": query.urlencode(), "first_page": before is None,
+        "action_codes": selectors.audit_action_codes(), "last_verification": last, "verifying": verifying,
     })
 
 
@@ -164,7 +178,7 @@ def audit_export(request, fmt: str):
     if filters is None:
         return HttpResponse(_("Invalid filters."), status=400, content_type="text/plain; charset=utf-8")
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
-    events = selectors.audit_event_iter(filters=filters, max_rows=EXPORT_MAX_ROWS)
+    events = selectors.audit_search_iter(filters=filters, term=form.term(), max_rows=EXPORT_MAX_ROWS)
     if fmt == "csv":
         writer = csv.writer(_Echo())
 
@@ -209,8 +223,48 @@ def audit_account(request, account_id: int):
                                       before_id=_before(request), limit=100)
     return render(request, "compliance/audit_account.html", {
         "account": account, "page": page,
-        "rows": [(e, selectors.audit_event_summary(event=e)) for e in page.events],
+        "rows": selectors.audit_rows(events=page.events, reveal_names=request.user.is_supervisor),
     })
+
+
+VERIFY_SESSION_KEY = "audit_verify_after"
+
+
+@require_GET
+@supervisor_required
+def audit_event(request, pk: int):
+    """Everything one event holds, with names for its ids and its data formatted."""
+    found = selectors.audit_event_detail(event_id=pk, reveal_names=request.user.is_supervisor)
+    if found is None:
+        raise Http404
+    row, data = found
+    return render(request, "compliance/audit_event.html", {"row": row, "e": row.event, "data": data})
+
+
+@require_POST
+@supervisor_required
+def audit_verify_start(request):
+    """Queue a verification of every chain (Celery; in-process in the embedded run). The request is
+    audited; the result is the AuditVerification row the task writes."""
+    from .audit import audit_log as write_audit
+    from .tasks import audit_verify_task
+
+    last = selectors.audit_verification_last()
+    with transaction.atomic():
+        write_audit(action="compliance.audit.verify_requested", actor=request.user, data={})
+        transaction.on_commit(audit_verify_task.delay)
+    request.session[VERIFY_SESSION_KEY] = last.pk if last else 0
+    messages.info(request, _("Verification of the audit chain started."))
+    back = QueryDict(request.POST.get("next", "")).urlencode()  # the filters the page had, re-encoded
+    return redirect(reverse("supervisor-audit") + ("?" + back if back else ""))
+
+
+@require_GET
+@supervisor_required
+def audit_verify_status(request):
+    last = selectors.audit_verification_last()
+    return JsonResponse({"id": last.pk if last else 0, "ok": last.ok if last else None,
+                         "events_checked": last.events_checked if last else 0})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,3 +376,36 @@ def agent_edit(request, pk: int):
     return render(request, "compliance/agent_edit.html", {
         "agent": agent, "form": form, "assignment_url": _assignment_url(),
     })
+
+
+# ---------------------------------------------------------------------------------------------
+# Incident queue: contacts that happened and broke a rule (stored as breaches)
+
+
+@require_GET
+@supervisor_required
+def incident_list(request):
+    status = request.GET.get("status", "open")
+    if status not in ("", *Incident.Status.values):
+        status = "open"
+    qs = selectors.incident_list(status=status)
+    page = Paginator(qs, selectors.INCIDENT_PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = selectors.incident_counts()
+    return render(request, "compliance/incident_list.html", {
+        "page": page, "status": status, "query": f"status={status}",
+        "statuses": [(value, label, counts.get(value, 0)) for value, label in Incident.Status.choices],
+    })
+
+
+@require_POST
+@supervisor_required
+def incident_review(request, pk: int):
+    incident = get_object_or_404(Incident, pk=pk)
+    try:
+        services.incident_review(actor=request.user, incident=incident, status=request.POST.get("status", ""),
+                                 resolution=request.POST.get("resolution", ""))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("Incident #%(id)s updated.") % {"id": incident.pk})
+    return redirect(reverse("supervisor-incidents") + "?status=" + request.POST.get("back", "open"))

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from cases.models import OverdueAccount, PlacementBatch
 
 from .columns import COLUMNS, RECALL_COLUMNS
+from .lenders import LENDER_KINDS
 
 ENCODING_CHOICES = [
     ("", _("Detect automatically")),
@@ -59,13 +60,24 @@ def mapping_form_class():
 
 class RegisterForm(forms.Form):
     name = forms.CharField(label=_("Lender name"), max_length=200)
-    kind = forms.CharField(label=_("Kind of institution"), max_length=30, required=False)
-    registration_no = forms.CharField(label=_("Unified social credit code"), max_length=32, required=False)
+    kind = forms.ChoiceField(label=_("Kind of institution"), choices=[("", "—"), *LENDER_KINDS])
+    registration_no = forms.CharField(label=_("Unified social credit code"), max_length=32,
+                                      help_text=_("18 characters; the last one is a check character."))
     contact_name = forms.CharField(label=_("Contact person"), max_length=100)
     contact_phone = forms.CharField(label=_("Contact phone"), max_length=32)
     contact_email = forms.EmailField(label=_("Contact email"))
     username = forms.RegexField(label=_("Username"), max_length=150, regex=r"^[\w.@+-]+$")
     password = forms.CharField(label=_("Password"), widget=forms.PasswordInput, min_length=8)
+
+    def clean_registration_no(self):
+        # Checked here too (the service checks again) so that every field's error shows at once.
+        from stdnum.cn import uscc
+
+        value = self.cleaned_data["registration_no"]
+        if not uscc.is_valid(value):
+            raise forms.ValidationError(
+                _("Not a valid unified social credit code (18 characters with a check character)."))
+        return uscc.compact(value)
 
 
 __all__ = ["AccountSearchForm", "RecallForm", "RegisterForm", "UploadForm", "mapping_form_class"]

@@ -10,9 +10,22 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from cases.models import Lender, User
 from compliance.audit import audit_log
+
+# Kinds of institution a lender registers as (Lender.kind keeps the code; older free-text values stay).
+LENDER_KINDS = (
+    ("bank", gettext_lazy("Bank")),
+    ("consumer_finance", gettext_lazy("Consumer finance company")),
+    ("online_lender", gettext_lazy("Online lender / microfinance company")),
+    ("other", gettext_lazy("Other")),
+)
+
+
+def lender_kind_label(kind: str) -> str:
+    return str(dict(LENDER_KINDS).get(kind, kind))
 
 
 def lender_register(
@@ -24,17 +37,28 @@ def lender_register(
     contact_email: str,
     username: str,
     password: str,
-    kind: str = "",
+    kind: str,
 ) -> Lender:
-    """Public sign-up: a pending lender and its first (inactive) user, activated on approval."""
+    """Public sign-up: a pending lender and its first (inactive) user, activated on approval.
+
+    The unified social credit code is required and checked (python-stdnum: 18 characters, check
+    character); a name another lender already has (case-insensitive) is refused."""
     from stdnum.cn import uscc
 
     errors: dict[str, str] = {}
-    name = name.strip()
+    name = " ".join(name.split())
     if not name:
         errors["name"] = _("Give the lender's name.")
-    if registration_no and not uscc.is_valid(registration_no):
+    elif Lender.objects.filter(name__iexact=name).exists():
+        errors["name"] = _("A lender with this name is already registered.")
+    if kind not in dict(LENDER_KINDS):
+        errors["kind"] = _("Choose the kind of institution.")
+    if not registration_no.strip():
+        errors["registration_no"] = _("Give the unified social credit code.")
+    elif not uscc.is_valid(registration_no):
         errors["registration_no"] = _("Not a valid unified social credit code (18 characters with a check character).")
+    elif Lender.objects.filter(registration_no=uscc.compact(registration_no)).exists():
+        errors["registration_no"] = _("A lender with this unified social credit code is already registered.")
     if User.objects.filter(username__iexact=username).exists():
         errors["username"] = _("This username is taken.")
     try:
@@ -47,7 +71,7 @@ def lender_register(
         code = f"{slugify(name)[:30] or 'lender'}-{secrets.token_hex(3)}"
         lender = Lender(
             name=name, code=code, kind=kind, status=Lender.Status.PENDING,
-            registration_no=uscc.compact(registration_no) if registration_no else "",
+            registration_no=uscc.compact(registration_no),
             contact_name=contact_name, contact_phone=contact_phone, contact_email=contact_email,
         )
         lender.full_clean()
@@ -58,7 +82,7 @@ def lender_register(
         user.save()
         audit_log(
             action="cases.lender.registered", actor=None, actor_label=username, lender_id=lender.pk, subject=lender,
-            data={"name": name, "registration_no": lender.registration_no, "user": username,
+            data={"name": name, "kind": kind, "registration_no": lender.registration_no, "user": username,
                   "contact_email": contact_email},
         )
         return lender

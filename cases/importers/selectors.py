@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db.models import (
@@ -29,10 +31,14 @@ from cases.models import (
     Payment,
     PlacementBatch,
     PlacementJob,
+    PlacementRowError,
     PromiseToPay,
     User,
 )
 from cases.selectors import account_list_for_user
+
+from .columns import COLUMNS
+from .reader import FileFormatError, iter_rows, sniff
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_FIELDS = (
@@ -141,6 +147,55 @@ def results_csv(*, user: User) -> Iterator[str]:
         yield writer.writerow([csv_safe(_cell(row[f])) for f in EXPORT_FIELDS])
 
 
+def money(value: object) -> str:
+    """An amount with thousands separators and two decimals ("1,234,567.80"), in every language:
+    Chinese financial statements group by thousands too."""
+    if value is None or value == "":
+        return ""
+    return f"{Decimal(value):,.2f}"
+
+
+def local_minute(value) -> str:
+    """A time in the current (lender's) time zone, to the minute: no microseconds, no offset."""
+    from django.utils import timezone
+
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def _readable_columns() -> list[tuple[str, object]]:
+    from cases.models import ContactAttempt
+
+    statuses, outcomes = dict(OverdueAccount.Status.choices), dict(ContactAttempt.Outcome.choices)
+    return [
+        (_("External reference"), lambda r: r["external_ref"]),
+        (_("Status"), lambda r: statuses.get(r["status"], r["status"])),
+        (_("Balance"), lambda r: money(r["balance"])),
+        (_("Currency"), lambda r: r["currency"]),
+        (_("Principal"), lambda r: money(r["principal"])),
+        (_("Due date"), lambda r: r["due_date"].isoformat() if r["due_date"] else ""),
+        (_("Days past due"), lambda r: r["days_past_due"]),
+        (_("Bucket"), lambda r: r["bucket"]),
+        (_("Last contact"), lambda r: local_minute(r["last_contact_at"])),
+        (_("Last outcome"), lambda r: outcomes.get(r["last_outcome"], r["last_outcome"] or "")),
+        (_("Open promises"), lambda r: r["open_promises"]),
+        (_("Kept promises"), lambda r: r["kept_promises"]),
+        (_("Broken promises"), lambda r: r["broken_promises"]),
+        (_("Recovered"), lambda r: money(r["recovered"])),
+        (_("Updated"), lambda r: local_minute(r["updated_at"])),
+    ]
+
+
+def results_csv_readable(*, user: User) -> Iterator[str]:
+    """The portal's results file for people: translated headers, status and outcome labels, amounts
+    with separators, local times to the minute. Formula-safe. (``results_csv`` / JSON stay the
+    machine-readable exports with codes and ISO times.)"""
+    columns = _readable_columns()
+    writer = csv.writer(_Echo())
+    yield "\ufeff" + writer.writerow([str(title) for title, _get in columns])
+    for row in results_rows(user=user):
+        yield writer.writerow([csv_safe(get(row)) for _title, get in columns])
+
+
 def results_json(*, user: User) -> Iterator[str]:
     """A JSON array, streamed element by element."""
     yield "["
@@ -159,15 +214,38 @@ def batch_is_queued(*, batch: PlacementBatch) -> bool:
     return batch.jobs.filter(sent_at__isnull=True).exists() if queued is None else queued
 
 
+def batch_outcome(*, batch: PlacementBatch) -> tuple[str, str, str]:
+    """(display code, label, tone) of a batch: applied with failed rows is amber ("warn"), not green."""
+    State = PlacementBatch.State
+    if batch.state == State.APPLIED and batch.error_count:
+        return "applied_with_errors", str(_("Applied with errors")), "warn"
+    if batch_is_queued(batch=batch):
+        return "queued", str(_("Queued")), ""
+    tone = {State.APPLIED: "ok", State.REJECTED: "bad", State.FAILED: "bad"}.get(batch.state, "")
+    return batch.state, str(batch.get_state_display()), tone
+
+
+def batch_repeats(*, batch: PlacementBatch) -> PlacementBatch | None:
+    """The earlier batch of the same lender that this identical file repeats (nothing was applied again)."""
+    earlier = (batch.report or {}).get("already_applied")
+    if not earlier:
+        return None
+    return PlacementBatch.objects.filter(lender_id=batch.lender_id, pk=earlier).first()
+
+
 def batch_progress(*, batch: PlacementBatch) -> dict:
-    """What the portal's progress bar polls."""
+    """What the portal's progress bar polls. ``state`` is the stored state (or "queued"); ``display``
+    and ``tone`` tell "applied" from "applied with errors"."""
     total = max(batch.total_rows, batch.processed_rows)
     done = batch.state in (PlacementBatch.State.APPLIED, PlacementBatch.State.REJECTED, PlacementBatch.State.FAILED)
     queued = batch_is_queued(batch=batch)
+    display, label, tone = batch_outcome(batch=batch)
     return {
         "id": batch.pk,
         "state": "queued" if queued else batch.state,
-        "state_display": _("Queued") if queued else str(batch.get_state_display()),
+        "display": display,
+        "tone": tone,
+        "state_display": label,
         "done": done,
         "processed_rows": batch.processed_rows,
         "total_rows": total,
@@ -177,7 +255,87 @@ def batch_progress(*, batch: PlacementBatch) -> dict:
         "updated": batch.updated_count,
         "unchanged": batch.unchanged_count,
         "errors": batch.error_count,
+        # "Being processed" only while it is: a finished batch shows its own outcome message.
         "message": batch.error_message or (
             _("The processing service is not reachable right now; the file is queued and will be processed "
-              "automatically when it is back.") if queued else ""),
+              "automatically when it is back.") if queued else
+            "" if done else _("File received; it is being processed.")),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Row errors: the file to fix and upload again, and the blank template
+
+
+def batch_row_errors(*, batch: PlacementBatch) -> QuerySet[PlacementRowError]:
+    return batch.row_errors.order_by("line", "id")
+
+
+def _original_cell(value: object) -> str:
+    """A cell as the lender wrote it (XLSX numbers and dates turned back into text)."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).replace("\x00", "")
+
+
+def batch_error_file(*, batch: PlacementBatch) -> Iterator[str]:
+    """CSV lines (UTF-8 with BOM, formula-safe): the file's header row and every row that failed, with
+    its original values and a last column giving the reasons, so the lender can fix them and upload
+    the file again. The stored upload is read again (streamed); only the failing lines are written."""
+    reasons: dict[int, list[str]] = {}
+    for line, column, reason in batch.row_errors.order_by("line", "id").values_list("line", "column", "reason"):
+        reasons.setdefault(line, []).append(f"{column}: {reason}" if column else reason)
+    writer = csv.writer(_Echo())
+    yield "\ufeff"
+    if not reasons:
+        return
+    with batch.file.open("rb") as fh:
+        try:
+            sniffed = sniff(fh, encoding=batch.encoding)
+            rows = iter_rows(fh, sniffed)
+            header = next(rows, None)
+            if header is None:
+                return
+            yield writer.writerow([csv_safe(_original_cell(v)) for v in header[1]]
+                                  + [_("Errors in this row")])
+            last = max(reasons)
+            for line, values in rows:
+                if line in reasons:
+                    yield writer.writerow([csv_safe(_original_cell(v)) for v in values] + [csv_safe("; ".join(reasons[line]))])
+                if line >= last:
+                    break
+        except FileFormatError:  # the file could not be read at all: its reasons are on the batch page
+            return
+
+
+def template_headers(*, language: str) -> list[str]:
+    """The placement columns, as canonical keys ("en") or as their first Chinese built-in name ("zh")."""
+    if language == "zh":
+        return [next((a for a in c.aliases if not a.isascii()), c.key) for c in COLUMNS]
+    return [c.key for c in COLUMNS]
+
+
+def template_csv(*, language: str) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(template_headers(language=language))
+    return "\ufeff" + out.getvalue()
+
+
+def template_xlsx(*, language: str) -> bytes:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "placements"
+    ws.append(template_headers(language=language))
+    for i, _col in enumerate(COLUMNS, start=1):
+        ws.cell(row=1, column=i).number_format = "@"
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()

@@ -28,7 +28,8 @@ EXCEL_EPOCH = date(1899, 12, 30)
 _CN_MOBILE = re.compile(r"(?:\+?86)?(1[3-9]\d{9})")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 _PHONE_SPLIT = re.compile(r"[;,/|，；、]+")
-_PHONE_STRIP = re.compile(r"[\s\-().]")
+# The apostrophe: a formula-safe export (our error file) writes "'+86…"; uploaded again, it is not part of the number.
+_PHONE_STRIP = re.compile(r"[\s\-().']")
 _DATE_SEP = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?")
 # No control characters: the address goes into a JSON array as is (and NUL into no PostgreSQL text).
 _EMAIL = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+")
@@ -305,6 +306,16 @@ class RowValidator:
         row.days_past_due = max(0, (self.today - row.due_date).days)
         row.bucket = bucket_for(row.days_past_due)
         return row, errors
+
+    def ref_of(self, values: list) -> str:
+        """The row's external reference as written (for its error report; only failing rows pay this)."""
+        i = self.ix.get("external_ref")
+        return _text(values[i]) if i is not None and i < len(values) else ""
+
+    def cells(self, values: list) -> dict[str, str]:
+        """The row's values by header as written (phones: each of its columns)."""
+        n = len(values)
+        return {header: _text(values[i]) for i, _key, header in self.positions if i < n}
 
     def _nul_errors(self, values: list) -> list[tuple[str, str]]:
         """The row is refused, naming each column read that holds a NUL (ignored columns are not stored)."""

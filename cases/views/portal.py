@@ -4,12 +4,13 @@ registration / approval. Thin: forms parse, services write, selectors read."""
 from __future__ import annotations
 
 from functools import wraps
+from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -19,7 +20,7 @@ from cases.importers import lenders, selectors, services
 from cases.importers import recall as recalls
 from cases.importers.columns import COLUMNS, RECALL_COLUMNS
 from cases.importers.forms import AccountSearchForm, RecallForm, RegisterForm, UploadForm, mapping_form_class
-from cases.models import Lender, PlacementBatch
+from cases.models import ContactAttempt, Lender, PlacementBatch
 from cases.selectors import mask_national_id, mask_phone
 from compliance.audit import audit_checkpoint_export
 from servicing.throttle import LENDER_SIGNUPS, client_address
@@ -69,9 +70,12 @@ def portal_home(request):
         except ValidationError as exc:
             _form_errors(request, exc)
         else:
-            messages.success(request, _("File received; it is being processed."))
+            # No flash message: the batch page says what state the file is in (processed in-process
+            # or by a worker), so a finished batch never reads "being processed".
             return redirect("portal-batch", pk=batch.pk)
-    batches = selectors.placement_batches_for_user(user=request.user)[:20]
+    batches = list(selectors.placement_batches_for_user(user=request.user)[:20])
+    for b in batches:
+        b.display, b.label, b.tone = selectors.batch_outcome(batch=b)
     return render(request, "portal/home.html", {
         "form": form, "batches": batches, "lender": request.user.lender, "recall_form": RecallForm(),
     })
@@ -85,10 +89,50 @@ def _batch(request, pk: int) -> PlacementBatch:
 @require_GET
 def portal_batch(request, pk: int):
     batch = _batch(request, pk)
-    errors = Paginator(batch.row_errors.order_by("line", "id"), 200).get_page(request.GET.get("page"))
+    # An identical re-upload applied nothing: show the errors of the batch it repeats.
+    repeats = selectors.batch_repeats(batch=batch)
+    source = repeats or batch
+    errors = Paginator(selectors.batch_row_errors(batch=source), 200).get_page(request.GET.get("page"))
     return render(request, "portal/batch.html", {
         "batch": batch, "errors": errors, "progress": selectors.batch_progress(batch=batch),
+        "repeats": repeats, "error_source": source,
     })
+
+
+@lender_view
+@require_GET
+def portal_batch_errors(request, pk: int):
+    """The failing rows as a CSV to fix and upload again (original values + the reasons)."""
+    batch = _batch(request, pk)
+    source = selectors.batch_repeats(batch=batch) or batch
+    response = StreamingHttpResponse(selectors.batch_error_file(batch=source), content_type="text/csv; charset=utf-8")
+    stem = "".join(c for c in source.original_name.rsplit(".", 1)[0] if c.isalnum() or c in "-_")[:60] or "file"
+    response["Content-Disposition"] = f'attachment; filename="errors-{source.pk}-{stem}.csv"'
+    return response
+
+
+@lender_view
+@require_GET
+def portal_template(request, fmt: str, lang: str):
+    """A blank placement file: the columns as canonical keys (``en``) or Chinese names (``zh``)."""
+    if fmt not in ("csv", "xlsx") or lang not in ("en", "zh"):
+        raise Http404
+    if fmt == "csv":
+        response = HttpResponse(selectors.template_csv(language=lang), content_type="text/csv; charset=utf-8")
+    else:
+        response = HttpResponse(selectors.template_xlsx(language=lang),
+                                content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    response["Content-Disposition"] = f'attachment; filename="placement-template-{lang}.{fmt}"'
+    return response
+
+
+FORMAT_DOC = Path(__file__).resolve().parents[2] / "docs" / "placement-format.md"
+
+
+@require_GET
+def portal_format(request):
+    """The placement file format (docs/placement-format.md), public: prospective lenders read it too."""
+    return render(request, "portal/format.html", {"doc": FORMAT_DOC.read_text(encoding="utf-8")})
 
 
 @lender_view
@@ -105,7 +149,9 @@ def portal_accounts(request):
     if form.is_valid():
         q, status = form.cleaned_data["q"], form.cleaned_data["status"]
     page = Paginator(selectors.portal_account_search(user=request.user, q=q, status=status), 50).get_page(request.GET.get("page"))
+    outcomes = dict(ContactAttempt.Outcome.choices)
     for acc in page:
+        acc.last_outcome_label = outcomes.get(acc.last_outcome, acc.last_outcome or "")
         acc.phones_masked = ", ".join(mask_phone(p) for p in acc.borrower.phones)
         acc.national_id_masked = mask_national_id(acc.borrower.national_id)
     return render(request, "portal/accounts.html", {"form": form, "page": page, "q": q, "status": status,
@@ -156,7 +202,9 @@ def portal_export(request, fmt: str):
     if fmt == "json":
         response = StreamingHttpResponse(selectors.results_json(user=request.user), content_type="application/json")
     else:
-        response = StreamingHttpResponse(selectors.results_csv(user=request.user), content_type="text/csv; charset=utf-8")
+        # For people (labels, separators, local times); the JSON export stays machine-readable.
+        response = StreamingHttpResponse(selectors.results_csv_readable(user=request.user),
+                                         content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="results-{request.user.lender.code}-{stamp}.{fmt}"'
     if anchor := audit_checkpoint_export(lender_id=request.user.lender_id):
         response["X-Audit-Checkpoint"] = anchor  # signed head of this lender's audit chain (compliance/audit.py)
@@ -194,8 +242,11 @@ def lender_register_done(request):
 @supervisor_view
 @require_GET
 def lender_approvals(request):
+    pending = list(selectors.lenders_pending())
+    for lender in pending:
+        lender.kind_label = lenders.lender_kind_label(lender.kind)
     return render(request, "portal/approvals.html", {
-        "pending": selectors.lenders_pending(),
+        "pending": pending,
         "recent": selectors.lenders_recently_decided(),
     })
 

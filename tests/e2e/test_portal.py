@@ -77,13 +77,14 @@ def test_lender_uploads_files_and_reads_results(page, worker):
     with page.expect_download() as dl:
         page.click("#export-csv")
     body = Path(dl.value.path()).read_text(encoding="utf-8-sig")
-    assert body.splitlines()[0].startswith("external_ref,status,balance") and "U-001" in body and "X-002" in body
+    assert body.splitlines()[0].startswith("External reference,Status,Balance") and "U-001" in body and "X-002" in body
 
 
 def test_registration_approval_and_isolation(page, shared_media):
     page.goto(page.base_url + "/lenders/register/")
     page.fill("#id_name", "和信消费金融")
     page.fill("#id_registration_no", "91110000600037341L")
+    page.select_option("#id_kind", "consumer_finance")
     page.fill("#id_contact_name", "刘经理")
     page.fill("#id_contact_phone", "13800000000")
     page.fill("#id_contact_email", "ops@hexin.example")

@@ -96,10 +96,10 @@ def test_results_export_is_formula_safe_and_has_the_outcomes(client):
     PromiseToPay.objects.create(account=acc, amount=Decimal("50"), currency="CNY", due_date=timezone.localdate())
     PromiseToPay.objects.create(account=acc, amount=Decimal("50"), currency="CNY", due_date=timezone.localdate(), status="broken")
     client.force_login(user)
-    body = b"".join(client.get(reverse("portal-export-csv")).streaming_content).decode("utf-8-sig")
+    body = b"".join(client.get(reverse("portal-export-csv"), HTTP_ACCEPT_LANGUAGE="en").streaming_content).decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(body)))
-    assert rows[0]["external_ref"] == "'=HYPERLINK(\"http://x\")"
-    assert (rows[0]["recovered"], rows[0]["open_promises"], rows[0]["broken_promises"], rows[0]["kept_promises"]) == ("130.50", "1", "1", "0")
+    assert rows[0]["External reference"] == "'=HYPERLINK(\"http://x\")"
+    assert (rows[0]["Recovered"], rows[0]["Open promises"], rows[0]["Broken promises"], rows[0]["Kept promises"]) == ("130.50", "1", "1", "0")
 
 
 def test_export_is_one_query_whatever_the_number_of_accounts(client, django_assert_max_num_queries):
@@ -115,7 +115,7 @@ def test_export_is_one_query_whatever_the_number_of_accounts(client, django_asse
 
 def test_registration_then_approval(client):
     r = client.post(reverse("lender-register"), {
-        "name": "和信消费金融", "kind": "consumer finance", "registration_no": "91110000600037341L",
+        "name": "和信消费金融", "kind": "consumer_finance", "registration_no": "91110000600037341L",
         "contact_name": "刘经理", "contact_phone": "13800000000", "contact_email": "ops@hexin.example",
         "username": "hexin", "password": "A-strong-pass-2026"})
     assert r.status_code == 302, r.content.decode()[:2000]

@@ -58,11 +58,16 @@ class Errors:
         self.stored = 0
         self.buffer: list[PlacementRowError] = []
 
-    def add(self, line: int, problems: list[tuple[str, str]]) -> None:
+    def add(self, line: int, problems: list[tuple[str, str]], *, ref: str = "",
+            cells: dict[str, str] | None = None) -> None:
+        """``cells``: the row's values by header, so each error can show the value it refused."""
         self.rows += 1
         for column, reason in problems:
             if self.stored < self.cap:
-                self.buffer.append(PlacementRowError(batch_id=self.batch_id, line=line, column=column[:100], reason=reason[:500]))
+                value = (cells or {}).get(column, "")
+                self.buffer.append(PlacementRowError(
+                    batch_id=self.batch_id, line=line, column=column[:100], reason=reason[:500],
+                    external_ref=str(ref)[:64], value=value.replace("\x00", "")[:200]))
                 self.stored += 1
 
     def flush(self) -> None:
@@ -84,7 +89,7 @@ def stage_rows(*, stage, rows, validate: RowValidator, errors: Errors, share: in
             clean, problems = validate(line, values)
             processed += 1
             if clean is None:
-                errors.add(line, problems)
+                errors.add(line, problems, ref=validate.ref_of(values), cells=validate.cells(values))
             else:
                 yield clean
             if processed % CHUNK_ROWS == 0:

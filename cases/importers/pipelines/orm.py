@@ -49,7 +49,7 @@ class OrmStage:
         for r in rows:
             if r.external_ref in self.seen:
                 errors.add(r.line, [(self.batch.report["columns"]["external_ref"],
-                                     _("Duplicate external reference %(ref)s (already on an earlier line).") % {"ref": r.external_ref})])
+                                     _("Duplicate external reference %(ref)s (already on an earlier line).") % {"ref": r.external_ref})], ref=r.external_ref)
                 continue
             self.seen.add(r.external_ref)
             keep.append(r)
@@ -59,7 +59,7 @@ class OrmStage:
                         .values_list("external_ref", flat=True))
             for r in [r for r in keep if r.external_ref not in known]:
                 errors.add(r.line, [(self.batch.report["columns"]["external_ref"],
-                                     _("Unknown external reference %(ref)s.") % {"ref": r.external_ref})])
+                                     _("Unknown external reference %(ref)s.") % {"ref": r.external_ref})], ref=r.external_ref)
             keep = [r for r in keep if r.external_ref in known]
         if keep:
             pickle.dump(keep, self.spool)

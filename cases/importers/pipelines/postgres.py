@@ -294,7 +294,7 @@ class PgStage:
                     f" RETURNING s.line, s.external_ref")
                 dups = sorted(cur.fetchall())
                 for line, ref in dups:
-                    errors.add(line, [(ref_column, _("Duplicate external reference %(ref)s (already on an earlier line).") % {"ref": ref})])
+                    errors.add(line, [(ref_column, _("Duplicate external reference %(ref)s (already on an earlier line).") % {"ref": ref})], ref=ref, cells={ref_column: ref})
                 self.count -= len(dups)
             if self.kind == PlacementBatch.Kind.RECALL:
                 cur.execute(
@@ -304,7 +304,7 @@ class PgStage:
                 )
                 unknown = sorted(cur.fetchall())
                 for line, ref in unknown:
-                    errors.add(line, [(ref_column, _("Unknown external reference %(ref)s.") % {"ref": ref})])
+                    errors.add(line, [(ref_column, _("Unknown external reference %(ref)s.") % {"ref": ref})], ref=ref, cells={ref_column: ref})
                 self.count -= len(unknown)
         with connection.cursor() as cur:
             cur.execute(f"ANALYZE {self.table}")
