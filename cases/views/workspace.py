@@ -117,7 +117,9 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
     status = selectors.account_contact_status(account=account, at=now)
     channels = dict(ContactAttempt.Channel.choices)
     contact = [
-        {**present_decision(d, borrower=borrower, user=user, channel=ch), "label": channels[ch]}
+        {**present_decision(d, borrower=borrower, user=user, channel=ch,
+                            needs_collector=_only_collector_missing(account, d, channel=ch, at=now)),
+         "label": channels[ch]}
         for ch, d in status.items()
     ]
     forms = forms or {}
@@ -281,16 +283,31 @@ def case_check(request, pk: int):
         return HttpResponseBadRequest(_("Unknown channel, direction or party."))
     at = timezone.now()
     if request.GET.get("at"):
-        form = OutreachForm({"channel": channel, "outcome": "no_answer", "occurred_at": request.GET["at"]})
-        if not form.is_valid() or not form.cleaned_data.get("occurred_at"):
+        # Only the time field is read here (the whole form would also demand an outcome), in the
+        # agent's time zone like the form itself.
+        try:
+            at = OutreachForm.base_fields["occurred_at"].clean(request.GET["at"])
+        except ValidationError:
+            at = None
+        if at is None:
             return HttpResponseBadRequest(_("Enter a valid date and time."))
-        at = form.cleaned_data["occurred_at"]
     collectors = 2 if request.GET.get("second_collector") else 1  # who it is is checked when recording
     decision = contact_check(account=account, channel=channel, at=at, direction=direction, party=party,
                              collectors=collectors)
-    shown = present_decision(decision, borrower=account.borrower, user=request.user, channel=channel)
+    shown = present_decision(decision, borrower=account.borrower, user=request.user, channel=channel,
+                             needs_collector=_only_collector_missing(account, decision, channel=channel, at=at,
+                                                                     direction=direction, party=party))
     shown["label"] = dict(ContactAttempt.Channel.choices)[channel]
     return render(request, "cases/_decision.html", {"d": shown, "live": True})
+
+
+def _only_collector_missing(account, decision, *, channel: str, at, direction: str = "outbound",
+                            party: str = "borrower") -> bool:
+    """A refused field visit that a second collector alone would make lawful (say so, not "no time")."""
+    if decision is None or decision.allowed or channel != ContactAttempt.Channel.VISIT:
+        return False
+    return contact_check(account=account, channel=channel, at=at, direction=direction, party=party,
+                         collectors=2).allowed
 
 
 def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, form_kwargs=None):
@@ -304,8 +321,12 @@ def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, f
         try:
             save(account, form.cleaned_data)
         except services.ContactRefused as refused:
-            decision = present_decision(refused.decision, borrower=account.borrower, user=request.user,
-                                        channel=form.cleaned_data["channel"])
+            channel = form.cleaned_data["channel"]
+            decision = present_decision(
+                refused.decision, borrower=account.borrower, user=request.user, channel=channel,
+                needs_collector=not form.cleaned_data.get("second_collector") and _only_collector_missing(
+                    account, refused.decision, channel=channel, at=timezone.now(),
+                    party=form.cleaned_data.get("party", "borrower")))
             return _render_case(request, account, forms={key: form}, active=key, refusal=decision, status=409)
         except ValidationError as exc:
             _add_errors(form, exc)

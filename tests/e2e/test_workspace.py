@@ -50,6 +50,16 @@ def test_agent_works_a_case_end_to_end(page, desk):
     assert "No answer" in page.locator(".timeline-list").inner_text()
     assert ContactAttempt.objects.filter(account=desk["day"], outcome="no_answer").count() == 1
 
+    # A back-dated time in the live check: judged at that time, not "Enter a valid date and time".
+    page.fill("#id_occurred_at", (timezone.localtime() - timedelta(days=1)).replace(hour=23, minute=0)
+              .strftime("%Y-%m-%dT%H:%M"))
+    page.dispatch_event("#id_occurred_at", "change")
+    page.wait_for_selector("#live-check .decision[data-allowed='0']")
+    assert "CN.QUIET_HOURS" in page.locator("#live-check").inner_text()
+    page.fill("#id_occurred_at", "")
+    page.dispatch_event("#id_occurred_at", "change")
+    page.wait_for_selector("#live-check .decision[data-allowed='1']")
+
     # Start an outreach: the gate first, then the full number with the outcome form (issue 10).
     phone = desk["day"].borrower.phones[0]
     assert phone not in page.locator("#pii-phones").inner_text()
