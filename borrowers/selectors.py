@@ -1,0 +1,131 @@
+"""Reads for the borrower page. Everything is scoped to one natural person (``Borrower.person``):
+the session holds that key, and an id outside it is a 404, never another person's data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from cases.models import Borrower, Instalment, OverdueAccount, Payment, PromiseToPay, RepaymentPlan
+from compliance import rules
+from compliance.rules.policy import CooldownRule, FrequencyRule, TimeWindowRule
+from compliance.selectors import policy_in_force
+
+from .models import Dispute, PlanProposal
+
+
+def person_borrowers(*, person: str) -> QuerySet[Borrower]:
+    """Every lender's record of the person (``b:<id>``: a record with neither ID nor phone stands alone)."""
+    if person.startswith("b:"):
+        return Borrower.objects.filter(pk=int(person[2:]))
+    return Borrower.objects.filter(person_key=person)
+
+
+def person_accounts(*, person: str) -> QuerySet[OverdueAccount]:
+    return (
+        OverdueAccount.objects.filter(borrower__in=person_borrowers(person=person))
+        .select_related("lender", "borrower")
+        .order_by("lender__name", "due_date", "pk")
+    )
+
+
+def person_account_get(*, person: str, account_id: int) -> OverdueAccount:
+    """One of the person's accounts, or 404 (another person's id looks exactly like a missing one)."""
+    account = person_accounts(person=person).filter(pk=account_id).first()
+    if account is None:
+        raise Http404
+    return account
+
+
+def person_overview(*, person: str) -> list[OverdueAccount]:
+    """The person's accounts with what the page shows, in a fixed number of queries."""
+    return list(
+        person_accounts(person=person).prefetch_related(
+            Prefetch("promises", queryset=PromiseToPay.objects.filter(status="open").order_by("due_date"),
+                     to_attr="open_promises"),
+            Prefetch("plans", queryset=RepaymentPlan.objects.filter(status="active").prefetch_related(
+                Prefetch("instalments", queryset=Instalment.objects.order_by("seq"))), to_attr="active_plans"),
+            Prefetch("payments", queryset=Payment.objects.order_by("-paid_at"), to_attr="payment_list"),
+            Prefetch("plan_proposals", queryset=PlanProposal.objects.order_by("-created_at"), to_attr="proposals"),
+            Prefetch("disputes", queryset=Dispute.objects.order_by("-created_at"), to_attr="dispute_list"),
+        )
+    )
+
+
+# ---- the contact rules, in plain words ----------------------------------------------------------
+
+
+def _label(text: str) -> str:
+    # The policies' count labels, translated; an unknown label is shown as written.
+    return {
+        "calls": _("calls"),
+        "contacts": _("contacts"),
+        "phone conversations": _("phone conversations"),
+        "unanswered call attempts": _("unanswered call attempts"),
+        "telephone communications (calls or texts)": _("telephone communications (calls or texts)"),
+        "telephone conversation": _("telephone conversation"),
+    }.get(text, text)
+
+
+def _channels(names) -> str:
+    words = {"call": _("calls"), "sms": _("text messages"), "email": _("emails"), "letter": _("letters"),
+             "visit": _("visits")}
+    return ", ".join(str(words.get(c, c)) for c in names)
+
+
+def _days(days) -> str:
+    days = tuple(sorted(days))
+    if days == tuple(range(7)):
+        return _("every day")
+    if days == tuple(range(5)):
+        return _("Monday to Friday")
+    if days == (5, 6):
+        return _("Saturday and Sunday")
+    names = {0: _("Mon"), 1: _("Tue"), 2: _("Wed"), 3: _("Thu"), 4: _("Fri"), 5: _("Sat"), 6: _("Sun")}
+    return ", ".join(str(names[d]) for d in days)
+
+
+def _hm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@dataclass
+class Protections:
+    policy: str
+    lines: list[str] = field(default_factory=list)
+    after_hours_waivable: bool = False
+
+
+def contact_rules_plain(*, jurisdiction: str) -> Protections:
+    """The policy in force for the jurisdiction, each hours and cap rule as one sentence."""
+    try:
+        policy: rules.Policy = policy_in_force(code=jurisdiction, at=timezone.now())
+    except Exception:  # noqa: BLE001 - no policy in force: say nothing rather than something wrong
+        return Protections(policy="")
+    out = Protections(policy=f"{policy.code} v{policy.version}")
+    for rule in policy.rules:
+        if isinstance(rule, TimeWindowRule):
+            for w in rule.windows:
+                out.lines.append(_("%(channels)s only %(days)s between %(start)s and %(end)s, your local time.") % {
+                    "channels": _channels(rule.channels).capitalize(), "days": _days(w.days),
+                    "start": _hm(w.start), "end": _hm(w.end)})
+            if rule.closed_dates:
+                out.lines.append(_("No contact at all on public holidays."))
+            if rule.consent_waives:
+                out.after_hours_waivable = True
+                out.lines.append(_("Outside these hours only if you have agreed to it (you can change that below)."))
+        elif isinstance(rule, FrequencyRule):
+            if rule.period == "day":
+                text = _("At most %(max)s %(what)s a day.")
+            else:
+                text = _("At most %(max)s %(what)s in any %(days)s days.")
+            out.lines.append(text % {"max": rule.max, "what": _label(rule.label), "days": rule.days})
+        elif isinstance(rule, CooldownRule):
+            out.lines.append(_("After a %(what)s, no further call about the same debt for %(days)s days.") % {
+                "what": _label(rule.label), "days": rule.days})
+    out.lines.append(_("If you dispute a debt, ask us to stop, or have a lawyer, collection contact stops."))
+    return out

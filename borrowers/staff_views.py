@@ -1,0 +1,178 @@
+"""Staff side of borrower requests: plan proposals (agents of the account, supervisors), disputes and
+holds (supervisors), evidence files (staff who may see the account only; never a public URL)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from cases.models import Borrower, OverdueAccount
+from cases.services import ContactRefused
+from compliance.messages import violation_text
+from compliance.selectors import mask_name
+
+from . import services
+from .forms import CounterForm, HoldLiftForm, LinkForm, ResolveForm
+from .models import Dispute, DisputeEvidence, PlanProposal
+
+
+def staff_view(view):
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not (request.user.is_agent or request.user.is_supervisor):
+            raise PermissionDenied(_("Agents and supervisors only."))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _scoped(qs, user, field: str = "account"):
+    """Supervisors see all; agents only what is assigned to them (anything else is a 404)."""
+    return qs if user.is_supervisor else qs.filter(**{f"{field}__assigned_agent": user})
+
+
+def _errors(request, exc: ValidationError) -> None:
+    for msg in exc.messages:
+        messages.error(request, msg)
+
+
+def _held() -> list[Borrower]:
+    """Borrower records with a hold on, each with its holds and a masked name (supervisors lift them here)."""
+    any_hold = Q()
+    for flag in Borrower.HOLD_FIELDS:
+        any_hold |= Q(**{flag: True})
+    rows = list(Borrower.objects.filter(any_hold).select_related("lender").order_by("pk")[:200])
+    for b in rows:
+        b.masked = mask_name(b.name)
+        b.hold_choices = [(h, Borrower._meta.get_field(h).verbose_name) for h in sorted(b.holds)]
+    return rows
+
+
+@staff_view
+def proposal_list(request):
+    proposals = _scoped(PlanProposal.objects.select_related("account", "account__lender"), request.user)
+    disputes = _scoped(Dispute.objects.select_related("account", "account__lender").prefetch_related("evidence"),
+                       request.user)
+    return render(request, "borrowers/staff.html", {
+        "proposals": proposals.order_by("-created_at")[:200],
+        "disputes": disputes.order_by("status", "deadline")[:200],
+        "holds": _held() if request.user.is_supervisor else [],
+        "counter_form": CounterForm(), "resolve_form": ResolveForm(), "lift_form": HoldLiftForm(),
+        "link_form": LinkForm(), "today": timezone.localdate(),
+    })
+
+
+@require_POST
+@staff_view
+def proposal_decide(request, pk: int, decision: str):
+    proposal = get_object_or_404(_scoped(PlanProposal.objects.all(), request.user), pk=pk)
+    try:
+        if decision == "accept":
+            services.plan_proposal_accept(actor=request.user, proposal=proposal)
+            messages.success(request, _("Plan accepted."))
+        else:
+            form = CounterForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError(_("Say what you can offer instead."))
+            services.plan_proposal_counter(actor=request.user, proposal=proposal, note=form.cleaned_data["note"])
+            messages.success(request, _("Counter-offer recorded."))
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("borrowers:staff")
+
+
+@require_POST
+@staff_view
+def dispute_verify(request, pk: int):
+    dispute = get_object_or_404(_scoped(Dispute.objects.all(), request.user), pk=pk)
+    try:
+        services.dispute_verification_request(actor=request.user, dispute=dispute)
+        messages.success(request, _("Verification requested from the lender."))
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("borrowers:staff")
+
+
+@require_POST
+@staff_view
+def dispute_resolve(request, pk: int):
+    if not request.user.is_supervisor:
+        raise PermissionDenied
+    dispute = get_object_or_404(Dispute, pk=pk)
+    form = ResolveForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError(_("Choose a decision and give the reason."))
+        services.dispute_resolve(actor=request.user, dispute=dispute, outcome=form.cleaned_data["outcome"],
+                                 note=form.cleaned_data["note"])
+        messages.success(request, _("Dispute resolved."))
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("borrowers:staff")
+
+
+@require_POST
+@staff_view
+def hold_lift(request, pk: int):
+    if not request.user.is_supervisor:
+        raise PermissionDenied
+    borrower = get_object_or_404(Borrower, pk=pk)
+    form = HoldLiftForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError(_("Give the reason for lifting the hold."))
+        services.borrower_hold_lift(actor=request.user, borrower=borrower, flag=request.POST.get("flag", "dispute"),
+                                    reason=form.cleaned_data["reason"])
+        messages.success(request, _("Hold lifted."))
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("borrowers:staff")
+
+
+@require_POST
+@staff_view
+def link_send(request):
+    """Send the borrower a page link for an account the user may work; it passes the gate like any message."""
+    form = LinkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Give the account reference and the channel."))
+        return redirect("borrowers:staff")
+    accounts = OverdueAccount.objects.select_related("borrower", "lender")
+    if not request.user.is_supervisor:
+        accounts = accounts.filter(assigned_agent=request.user)
+    account = accounts.filter(external_ref=form.cleaned_data["external_ref"].strip()).order_by("pk").first()
+    if account is None:
+        raise Http404
+    try:
+        services.access_link_send(account=account, actor=request.user, channel=form.cleaned_data["channel"])
+        messages.success(request, _("Link sent."))
+    except ContactRefused as exc:
+        messages.error(request, _("Not sent: %(why)s") % {
+            "why": "; ".join(violation_text(v) for v in exc.decision.violations)})
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("borrowers:staff")
+
+
+@login_required
+def evidence_download(request, pk: int):
+    """Only staff who may see the account, or the account's lender; served as an attachment."""
+    ev = get_object_or_404(DisputeEvidence.objects.select_related("dispute__account"), pk=pk)
+    account, user = ev.dispute.account, request.user
+    allowed = (user.is_supervisor or (user.is_agent and account.assigned_agent_id == user.pk)
+               or (user.is_lender_user and account.lender_id == user.lender_id))
+    if not allowed:
+        raise Http404
+    services.evidence_viewed(actor=user, evidence=ev)
+    return FileResponse(ev.file.open("rb"), as_attachment=True, filename=ev.original_name,
+                        content_type=ev.content_type)
