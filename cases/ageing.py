@@ -12,6 +12,11 @@
    audited (``cases.account.aged``), like ``account_age``; one summary event per run.
 
 Queries: O(chunks + changed rows / 5000), independent of the number of accounts per chunk.
+
+Lock order (issue 13): steps 1 and 2 lock the affected *accounts first* (in id order), then their
+promises / instalments / plans, then the audit chain head — the order ``payment_record`` takes them
+in (account, promise, instalments, plan, audit). Locking the children first, as before, deadlocked
+against a payment on the same account.
 """
 
 from __future__ import annotations
@@ -60,11 +65,25 @@ def _status_back_to_contact(*, account_ids: list[int], from_status: str, still_o
     ]
 
 
+def _accounts_lock(account_ids) -> list[int]:
+    """Lock accounts in id order before any of their child rows (see the module docstring); return their ids.
+
+    Only children of these accounts are then locked, so a row that turned late in between waits for tomorrow.
+    """
+    ids = sorted(set(account_ids))
+    if not ids:
+        return []
+    return list(OverdueAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+
+
 def promises_break(*, today: date) -> int:
+    overdue = Q(status=PromiseToPay.Status.OPEN, due_date__lt=today, paid_amount__lt=F("amount"))
     with transaction.atomic():
+        locked = _accounts_lock(PromiseToPay.objects.filter(overdue).values_list("account_id", flat=True))
+        # Re-read under the account locks (a payment may have kept a promise meanwhile); of=self so the
+        # joined account and borrower rows are not locked a second time in join order.
         rows = list(
-            PromiseToPay.objects.select_for_update()
-            .filter(status=PromiseToPay.Status.OPEN, due_date__lt=today, paid_amount__lt=F("amount"))
+            PromiseToPay.objects.select_for_update(of=("self",)).filter(overdue, account_id__in=locked).order_by("pk")
             .values_list("id", "account_id", "account__lender_id", "account__borrower_id", "amount", "paid_amount",
                          "due_date")
         )
@@ -87,12 +106,13 @@ def promises_break(*, today: date) -> int:
 
 
 def instalments_miss(*, today: date) -> int:
+    # Instalments of cancelled (renegotiated), broken or completed plans are no longer owed as scheduled.
+    late = Q(status=Instalment.Status.DUE, due_date__lt=today, paid_amount__lt=F("amount"),
+             plan__status=RepaymentPlan.Status.ACTIVE)
     with transaction.atomic():
+        locked = _accounts_lock(Instalment.objects.filter(late).values_list("plan__account_id", flat=True))
         rows = list(
-            Instalment.objects.select_for_update(of=("self",))
-            # Instalments of cancelled (renegotiated), broken or completed plans are no longer owed as scheduled.
-            .filter(status=Instalment.Status.DUE, due_date__lt=today, paid_amount__lt=F("amount"),
-                    plan__status=RepaymentPlan.Status.ACTIVE)
+            Instalment.objects.select_for_update(of=("self",)).filter(late, plan__account_id__in=locked).order_by("pk")
             .values_list("id", "plan_id", "plan__account_id", "plan__account__lender_id", "plan__account__borrower_id",
                          "seq", "amount", "paid_amount", "due_date")
         )
