@@ -15,11 +15,15 @@ from compliance import rules
 from compliance.audit import audit_log
 from compliance.selectors import (
     borrower_facts,
-    borrower_history,
     decision_as_dict,
     default_phone,
+    person_lock,
+    person_snapshot,
     policy_in_force,
 )
+from compliance.services import incident_open
+from finance import services as finance_services
+from scoring.tasks import account_score_refresh_enqueue
 from servicing import clock  # controllable "now" (tests move it in every process)
 
 from .models import (
@@ -27,6 +31,7 @@ from .models import (
     Borrower,
     Callback,
     ContactAttempt,
+    ContactAttemptAccount,
     Instalment,
     Note,
     OverdueAccount,
@@ -35,6 +40,7 @@ from .models import (
     RepaymentPlan,
     User,
 )
+from .phones import phone_e164
 
 # A call logged a little after the fact is normal; one logged in the future is not.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -84,6 +90,131 @@ def _validate_second_collector(*, second_collector: User | None, actor: User | N
         raise ValidationError({"second_collector": _("The second collector must be someone else.")})
 
 
+#: An outreach logged more than this after it happened is a *report* of a contact that took place:
+#: judged by the policy then in force and always stored (a breach is flagged, never dropped).
+PRESENT_WINDOW = timedelta(minutes=5)
+#: A started attempt not completed within this closes as "unreported" (it still counts as placed).
+STARTED_TIMEOUT = timedelta(minutes=30)
+
+
+@dataclass
+class _Gate:
+    """What the gate saw inside its transaction (the person locked)."""
+
+    borrower: Borrower
+    account: OverdueAccount
+    others: list[OverdueAccount]
+    decision: rules.Decision
+    at: datetime
+    phone: str
+    address: str
+
+
+def _other_accounts(*, account: OverdueAccount, accounts) -> list[OverdueAccount]:
+    """Further debts of the same borrower and lender that one outreach is also about."""
+    ids = sorted({a.pk if isinstance(a, OverdueAccount) else int(a) for a in accounts or ()} - {account.pk})
+    if not ids:
+        return []
+    found = list(OverdueAccount.objects.filter(pk__in=ids, borrower_id=account.borrower_id, lender_id=account.lender_id))
+    if len(found) != len(ids):
+        raise ValidationError({"accounts": _("An outreach can only cover other debts of the same borrower and lender.")})
+    return found
+
+
+def _address(*, borrower: Borrower, channel: str, phone: str, email: str) -> tuple[str, str]:
+    """(E.164 phone, address the message goes to) for the channel; the borrower's first by default."""
+    if channel in ("call", "sms"):
+        phone = phone_e164(phone or default_phone(borrower=borrower, channel=channel), jurisdiction=borrower.jurisdiction)
+        return phone, phone if channel == "sms" else ""
+    if channel == "email":
+        return "", (email or (borrower.emails[0] if borrower.emails else "")).strip().lower()
+    return "", ""
+
+
+def _gate(
+    *, account: OverdueAccount, accounts, channel: str, party: str, direction: str, phone: str, email: str,
+    occurred_at: datetime | None, outcome: str, collectors: int,
+) -> _Gate:
+    """Lock the person, then judge the outreach against the history on both sides of its time.
+
+    Must run inside a transaction. Every lender's record of the same person takes the same lock
+    (PostgreSQL advisory lock on the person key, then the borrower row), so two agents of two
+    lenders cannot together exceed a cap that counts per person. "Now" is read after the lock:
+    an attempt stamped before a colleague's, but written after it, would escape the check.
+    """
+    borrower = Borrower.objects.get(pk=account.borrower_id)
+    person_lock(key=borrower.person)
+    borrower = Borrower.objects.select_for_update().get(pk=account.borrower_id)
+    account = OverdueAccount.objects.select_related("lender").get(pk=account.pk)
+    others = _other_accounts(account=account, accounts=accounts)
+    at = occurred_at or clock.now()
+    phone, address = _address(borrower=borrower, channel=channel, phone=phone, email=email)
+    policy = policy_in_force(code=borrower.jurisdiction, at=at, fresh=True)
+    window = rules.history_window(policy)
+    holds, history = person_snapshot(borrower=borrower, since=at - window, until=at + window)
+    decision = rules.evaluate(
+        policy=policy,
+        facts=borrower_facts(borrower=borrower, person_holds=holds),
+        history=history,
+        proposal=rules.Proposal(
+            at=at, channel=channel, account_id=account.pk, accounts=tuple(a.pk for a in others), party=party,
+            direction=direction, phone=phone, address=address, collectors=collectors, outcome=outcome,
+            borrower_id=borrower.pk,
+        ),
+    )
+    return _Gate(borrower=borrower, account=account, others=others, decision=decision, at=at, phone=phone,
+                 address=address)
+
+
+def _attempt_insert(*, g: _Gate, actor: User | None, channel: str, outcome: str, direction: str, party: str,
+                    notes: str, source: str, second_collector: User | None, state: str,
+                    breach: list[dict] | None = None) -> ContactAttempt:
+    token = _GATE.set(True)
+    try:
+        attempt = ContactAttempt(
+            lender_id=g.account.lender_id, borrower=g.borrower, account=g.account,
+            agent=actor if getattr(actor, "is_authenticated", False) else None,
+            channel=channel, direction=direction, party=party, outcome=outcome, phone=g.phone,
+            occurred_at=g.at, notes=notes, source=source, second_collector=second_collector,
+            policy_code=g.decision.policy_code, policy_version=g.decision.policy_version, state=state,
+            completed_at=None if state == ContactAttempt.State.STARTED else clock.now(),
+            person_key=g.borrower.person_key, other_accounts=[a.pk for a in g.others],
+            breach=breach or [], is_breach=bool(breach),
+        )
+        attempt.full_clean()
+        attempt.save()
+        ContactAttemptAccount.objects.bulk_create(
+            [ContactAttemptAccount(attempt=attempt, account=other) for other in g.others]
+        )
+    finally:
+        _GATE.reset(token)
+    return attempt
+
+
+def _mark_in_contact(*, g: _Gate, outcome: str) -> None:
+    if outcome in rules.CONVERSATION_OUTCOMES:
+        OverdueAccount.objects.filter(pk__in=[g.account.pk, *(a.pk for a in g.others)],
+                                      status__in=("new", "assigned")).update(status=OverdueAccount.Status.IN_CONTACT)
+
+
+def _refuse(*, g: _Gate, actor: User | None, proposal_data: dict) -> None:
+    audit_log(
+        action="compliance.contact.blocked", actor=actor, lender_id=g.account.lender_id, subject=g.account,
+        account_id=g.account.pk, borrower_id=g.borrower.pk, policy_code=g.decision.policy_code,
+        policy_version=g.decision.policy_version, data={**proposal_data, **decision_as_dict(g.decision)},
+    )
+
+
+def _proposal_data(*, g: _Gate | None, channel: str, outcome: str, direction: str, party: str,
+                   occurred_at: datetime | None, source: str, second_collector: User | None, others=()) -> dict:
+    return {
+        "channel": channel, "outcome": outcome, "direction": direction, "party": party,
+        "occurred_at": g.at if g else occurred_at, "source": source,
+        **({"second_collector": second_collector.get_username()} if second_collector else {}),
+        **({"accounts": [a.pk for a in others]} if others else {}),
+    }
+
+
 def contact_attempt_record(
     *,
     account: OverdueAccount,
@@ -93,73 +224,191 @@ def contact_attempt_record(
     direction: str = ContactAttempt.Direction.OUTBOUND,
     party: str = ContactAttempt.Party.BORROWER,
     phone: str = "",
+    email: str = "",
     occurred_at: datetime | None = None,
     notes: str = "",
     source: str = ContactAttempt.Source.WEB,
     second_collector: User | None = None,
+    accounts=(),
 ) -> ContactAttempt:
-    """The one write path for outreach: check, then record or refuse, both audited.
+    """The one write path for a contact with its outcome: check, then record or refuse, all audited.
 
-    The borrower row is locked for the whole transaction so that concurrent agents
-    see each other's attempts and cannot together exceed a frequency cap.
-    Raises ContactRefused (after committing the refusal's audit event) or ValidationError.
+    Two cases, told apart by the time:
+
+    * **Present** (no ``occurred_at``, or within PRESENT_WINDOW of now): outreach the platform makes
+      now. The gate decides first: a refusal is audited (``compliance.contact.blocked``) and raised
+      as ContactRefused; nothing is recorded.
+    * **Reported** (older; or any inbound contact): a contact that already happened. It is judged by
+      the policy in force at its time and **always stored**: if it broke a rule it is stored as a
+      breach (``is_breach``; counted toward later caps, shown in the timeline) and opens a
+      supervisor incident, in the same transaction.
+
+    ``accounts``: further debts of the same borrower the outreach was about (counted for each).
+    Raises ContactRefused or ValidationError.
     """
-    occurred_at = occurred_at or clock.now()
-    _validate_outreach(channel=channel, outcome=outcome, direction=direction, party=party, occurred_at=occurred_at)
+    if occurred_at is not None:
+        _validate_outreach(channel=channel, outcome=outcome, direction=direction, party=party, occurred_at=occurred_at)
+    else:
+        _validate_outreach(channel=channel, outcome=outcome, direction=direction, party=party, occurred_at=clock.now())
+    if outcome == ContactAttempt.Outcome.PENDING:
+        raise ValidationError({"outcome": _("Give the outcome of the contact.")})
     _validate_second_collector(second_collector=second_collector, actor=actor, channel=channel)
+    reported = direction == ContactAttempt.Direction.INBOUND or (
+        occurred_at is not None and occurred_at < clock.now() - PRESENT_WINDOW)
     refused: rules.Decision | None = None
     with transaction.atomic():
-        borrower = Borrower.objects.select_for_update().get(pk=account.borrower_id)
-        account = OverdueAccount.objects.select_related("lender").get(pk=account.pk)
-        phone = phone or default_phone(borrower=borrower, channel=channel)
-        policy = policy_in_force(code=borrower.jurisdiction, at=occurred_at, fresh=True)
-        decision = rules.evaluate(
-            policy=policy,
-            facts=borrower_facts(borrower=borrower),
-            history=borrower_history(borrower_id=borrower.pk, policy=policy, at=occurred_at),
-            proposal=rules.Proposal(
-                at=occurred_at, channel=channel, account_id=account.pk, party=party, direction=direction, phone=phone,
-                collectors=2 if second_collector else 1,
-            ),
-        )
-        common = dict(
-            actor=actor, lender_id=account.lender_id, account_id=account.pk, borrower_id=borrower.pk,
-            policy_code=decision.policy_code, policy_version=decision.policy_version,
-        )
-        proposal_data = {
-            "channel": channel, "outcome": outcome, "direction": direction, "party": party,
-            "occurred_at": occurred_at, "source": source,
-            **({"second_collector": second_collector.get_username()} if second_collector else {}),
-        }
-        if not decision.allowed:
-            audit_log(
-                action="compliance.contact.blocked", subject=account,
-                data={**proposal_data, **decision_as_dict(decision)}, **common,
-            )
-            refused = decision
+        g = _gate(account=account, accounts=accounts, channel=channel, party=party, direction=direction, phone=phone,
+                  email=email, occurred_at=occurred_at, outcome=outcome, collectors=2 if second_collector else 1)
+        data = _proposal_data(g=g, channel=channel, outcome=outcome, direction=direction, party=party,
+                              occurred_at=occurred_at, source=source, second_collector=second_collector, others=g.others)
+        common = dict(actor=actor, lender_id=g.account.lender_id, account_id=g.account.pk, borrower_id=g.borrower.pk,
+                      policy_code=g.decision.policy_code, policy_version=g.decision.policy_version)
+        if not g.decision.allowed and not reported:
+            _refuse(g=g, actor=actor, proposal_data=data)
+            refused = g.decision
         else:
-            token = _GATE.set(True)
-            try:
-                attempt = ContactAttempt(
-                    lender_id=account.lender_id, borrower=borrower, account=account,
-                    agent=actor if getattr(actor, "is_authenticated", False) else None,
-                    channel=channel, direction=direction, party=party, outcome=outcome, phone=phone,
-                    occurred_at=occurred_at, notes=notes, source=source, second_collector=second_collector,
-                    policy_code=decision.policy_code, policy_version=decision.policy_version,
-                )
-                attempt.full_clean()
-                attempt.save()
-            finally:
-                _GATE.reset(token)
-            if outcome in rules.CONVERSATION_OUTCOMES and account.status in ("new", "assigned"):
-                OverdueAccount.objects.filter(pk=account.pk).update(status=OverdueAccount.Status.IN_CONTACT)
-            audit_log(
-                action="cases.contact_attempt.recorded", subject=attempt,
-                data={**proposal_data, "attempt_id": attempt.pk, "notes": notes[:500]}, **common,
-            )
+            breach = [] if g.decision.allowed else decision_as_dict(g.decision)["violations"]
+            attempt = _attempt_insert(g=g, actor=actor, channel=channel, outcome=outcome, direction=direction,
+                                      party=party, notes=notes, source=source, second_collector=second_collector,
+                                      state=ContactAttempt.State.COMPLETED, breach=breach)
+            _mark_in_contact(g=g, outcome=outcome)
+            audit_log(action="cases.contact_attempt.recorded", subject=attempt,
+                      data={**data, "attempt_id": attempt.pk, "notes": notes[:500],
+                            **({"breach": breach} if breach else {})}, **common)
+            if breach:
+                incident_open(attempt=attempt, actor=actor, decision=g.decision)
+            if source != ContactAttempt.Source.REMINDER:  # an automated message says nothing about the borrower
+                account_score_refresh_enqueue(g.account.pk)  # a new outcome moves the score (after commit)
     if refused is not None:
         raise ContactRefused(refused)
     return attempt
+
+
+def contact_attempt_start(
+    *,
+    account: OverdueAccount,
+    actor: User | None,
+    channel: str,
+    party: str = ContactAttempt.Party.BORROWER,
+    phone: str = "",
+    email: str = "",
+    notes: str = "",
+    source: str = ContactAttempt.Source.WEB,
+    second_collector: User | None = None,
+    accounts=(),
+) -> ContactAttempt:
+    """Start an outreach now: the gate decides before the act.
+
+    Allowed: an attempt is recorded in state ``started`` with an unknown outcome, which counts at
+    once as whatever restricts the most (two agents cannot both start past a cap); the caller may
+    now show the full number or address (``contact_attempt_target``). Refused: audited, ContactRefused.
+    Complete it with ``contact_attempt_complete``; left open, it closes as unreported after 30 minutes.
+    """
+    _validate_outreach(channel=channel, outcome=ContactAttempt.Outcome.PENDING, direction="outbound", party=party,
+                       occurred_at=clock.now())
+    _validate_second_collector(second_collector=second_collector, actor=actor, channel=channel)
+    refused: rules.Decision | None = None
+    with transaction.atomic():
+        g = _gate(account=account, accounts=accounts, channel=channel, party=party, direction="outbound", phone=phone,
+                  email=email, occurred_at=None, outcome="", collectors=2 if second_collector else 1)
+        data = _proposal_data(g=g, channel=channel, outcome="", direction="outbound", party=party, occurred_at=None,
+                              source=source, second_collector=second_collector, others=g.others)
+        if not g.decision.allowed:
+            _refuse(g=g, actor=actor, proposal_data=data)
+            refused = g.decision
+        else:
+            attempt = _attempt_insert(g=g, actor=actor, channel=channel, outcome=ContactAttempt.Outcome.PENDING,
+                                      direction="outbound", party=party, notes=notes, source=source,
+                                      second_collector=second_collector, state=ContactAttempt.State.STARTED)
+            audit_log(action="cases.contact_attempt.started", subject=attempt, actor=actor,
+                      lender_id=g.account.lender_id, account_id=g.account.pk, borrower_id=g.borrower.pk,
+                      policy_code=g.decision.policy_code, policy_version=g.decision.policy_version,
+                      data={**data, "attempt_id": attempt.pk, "target": _masked_target(attempt)})
+    if refused is not None:
+        raise ContactRefused(refused)
+    return attempt
+
+
+def _masked_target(attempt: ContactAttempt) -> str:
+    from .selectors import mask_email, mask_phone
+
+    if attempt.channel == "email":
+        email = attempt.borrower.emails[0] if attempt.borrower.emails else ""
+        return mask_email(email)
+    return mask_phone(attempt.phone)
+
+
+def contact_attempt_complete(*, attempt: ContactAttempt, actor: User | None, outcome: str, notes: str = "") -> ContactAttempt:
+    """Give a started attempt its outcome. The start passed the gate for any outcome, so this never
+    refuses; an attempt already closed as unreported may still be completed (the truth wins), audited."""
+    if outcome not in ContactAttempt.Outcome.values or outcome in (ContactAttempt.Outcome.PENDING,
+                                                                    ContactAttempt.Outcome.UNREPORTED):
+        raise ValidationError({"outcome": _("Unknown outcome %(value)s; use one of %(choices)s.") % {
+            "value": repr(outcome), "choices": ", ".join(o for o in ContactAttempt.Outcome.values
+                                                         if o not in ("pending", "unreported"))}})
+    with transaction.atomic():
+        attempt = ContactAttempt.objects.select_for_update().select_related("account", "borrower").get(pk=attempt.pk)
+        if attempt.state == ContactAttempt.State.COMPLETED:
+            raise ValidationError({"outcome": _("This outreach was already completed.")})
+        before = attempt.state
+        attempt.outcome = outcome
+        attempt.state = ContactAttempt.State.COMPLETED
+        attempt.completed_at = clock.now()
+        if notes:
+            attempt.notes = notes
+        attempt.save(update_fields=["outcome", "state", "completed_at", "notes"])
+        g = _Gate(borrower=attempt.borrower, account=attempt.account,
+                  others=list(OverdueAccount.objects.filter(pk__in=attempt.other_accounts)),
+                  decision=None, at=attempt.occurred_at, phone=attempt.phone, address="")  # type: ignore[arg-type]
+        _mark_in_contact(g=g, outcome=outcome)
+        audit_log(action="cases.contact_attempt.completed", actor=actor, lender_id=attempt.lender_id, subject=attempt,
+                  account_id=attempt.account_id, borrower_id=attempt.borrower_id,
+                  data={"attempt_id": attempt.pk, "outcome": outcome, "from_state": before, "notes": notes[:500]})
+        account_score_refresh_enqueue(attempt.account_id)
+        return attempt
+
+
+def contact_attempts_close_unreported(*, now: datetime | None = None) -> int:
+    """Close started attempts left open past STARTED_TIMEOUT as unreported (each audited). Returns how many."""
+    now = now or clock.now()
+    ids = list(ContactAttempt.objects.filter(state=ContactAttempt.State.STARTED, occurred_at__lt=now - STARTED_TIMEOUT)
+               .order_by("pk").values_list("pk", flat=True)[:1000])
+    closed = 0
+    for pk in ids:
+        with transaction.atomic():
+            attempt = ContactAttempt.objects.select_for_update().filter(pk=pk, state=ContactAttempt.State.STARTED).first()
+            if attempt is None:
+                continue  # completed meanwhile
+            attempt.state = ContactAttempt.State.UNREPORTED
+            attempt.outcome = ContactAttempt.Outcome.UNREPORTED
+            attempt.completed_at = now
+            attempt.save(update_fields=["state", "outcome", "completed_at"])
+            audit_log(action="cases.contact_attempt.unreported", lender_id=attempt.lender_id, subject=attempt,
+                      account_id=attempt.account_id, borrower_id=attempt.borrower_id,
+                      data={"attempt_id": attempt.pk, "started_at": attempt.occurred_at,
+                            "timeout_minutes": int(STARTED_TIMEOUT.total_seconds() // 60)})
+            closed += 1
+    return closed
+
+
+def borrower_opt_out(*, borrower: Borrower, address: str, actor: User | None, source: str = "web") -> Borrower:
+    """An address asked to stop (STOP / 退订 / unsubscribe): nothing more is sent to it, at once."""
+    address = address.strip()
+    if not address:
+        raise ValidationError({"address": _("Give the number or email address that opted out.")})
+    normal = address.lower() if "@" in address else phone_e164(address, jurisdiction=borrower.jurisdiction)
+    with transaction.atomic():
+        borrower = Borrower.objects.select_for_update().get(pk=borrower.pk)
+        if normal in borrower.opted_out:
+            return borrower
+        borrower.opted_out = [*borrower.opted_out, normal]
+        borrower.save(update_fields=["opted_out", "updated_at"])
+        from .selectors import mask_email, mask_phone
+
+        audit_log(action="cases.borrower.opted_out", actor=actor, lender_id=borrower.lender_id, subject=borrower,
+                  borrower_id=borrower.pk,
+                  data={"address": mask_email(normal) if "@" in normal else mask_phone(normal), "source": source})
+        return borrower
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +494,7 @@ def promise_create(*, actor: User, account: OverdueAccount, amount: Decimal, due
             account_id=account.pk, borrower_id=account.borrower_id,
             data={"amount": amount, "currency": account.currency, "due_date": due_date},
         )
+        account_score_refresh_enqueue(account.pk)
         return promise
 
 
@@ -255,6 +505,7 @@ def payment_record(
         raise ValidationError({"amount": "The payment amount must be positive."})
     with transaction.atomic():
         account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
+        balance_before = account.balance  # finance splits the payment over the balance parts (below)
         payment = Payment(
             account=account, amount=amount, currency=account.currency, paid_at=paid_at, method=method,
             reference=reference, recorded_by=actor,
@@ -277,6 +528,10 @@ def payment_record(
         # promise and a plan are commitments about the same money (an agent typically takes a
         # promise for the next instalment), so splitting it would break a plan being honoured.
         plan_applied = _plan_payment_apply(actor=actor, account=account, amount=amount)
+        # Balance parts, and what this payment did to the promise and plan (so a reversal can undo it);
+        # before audit_log, to keep the lock order account -> children -> audit chain (cases/ageing.py).
+        finance_services.payment_allocate(payment=payment, account=account, balance_before=balance_before,
+                                          promise=promise, plan_applied=plan_applied)
         audit_log(
             action="cases.payment.recorded", actor=actor, lender_id=account.lender_id, subject=payment,
             account_id=account.pk, borrower_id=account.borrower_id,
@@ -284,6 +539,7 @@ def payment_record(
                   **({"promise_id": promise.pk, "promise_status": promise.status} if promise is not None else {}),
                   **({"plan": plan_applied} if plan_applied is not None else {})},
         )
+        account_score_refresh_enqueue(account.pk)
         return payment
 
 

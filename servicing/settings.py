@@ -40,13 +40,26 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "servicing",
     "cases",
     "compliance",
     "reminders",
+    "scoring",
+    "borrowers",
+    "finance",
 ]
+
+# Money (finance/): the order a payment pays the balance parts when a lender has published none.
+FINANCE_DEFAULT_ALLOCATION_ORDER = ("costs", "fees", "interest", "principal")
+# Settlement terms when a lender has published none: least % of the balance by bucket without approval.
+FINANCE_DEFAULT_SETTLEMENT_RULES = {
+    "min_percent": {"M1": 95, "M2": 90, "M3": 85, "M4": 80, "M5": 75, "M6": 70, "M7+": 60},
+    "default_min_percent": 100, "max_instalments": 6,
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -101,6 +114,24 @@ AUTHENTICATION_BACKENDS = ["servicing.auth.ThrottledModelBackend"]
 # sign-ups per client address (servicing/throttle.py).
 THROTTLE_LOGIN_FAILURES = (10, 15 * 60)
 THROTTLE_LENDER_SIGNUPS = (5, 60 * 60)
+# Borrower page (borrowers/): identity attempts per link and per client address; link life; session
+# length; dispute answer deadline; evidence upload limits; inbound SMS webhook HMAC secret.
+THROTTLE_BORROWER_TOKEN = (5, 60 * 60)
+THROTTLE_BORROWER_ADDRESS = (30, 60 * 60)
+BORROWER_LINK_TTL_HOURS = int(os.environ.get("BORROWER_LINK_TTL_HOURS", "72"))
+BORROWER_SESSION_SECONDS = int(os.environ.get("BORROWER_SESSION_SECONDS", "1800"))
+BORROWER_DISPUTE_DAYS = int(os.environ.get("BORROWER_DISPUTE_DAYS", "30"))
+BORROWER_EVIDENCE_MAX_BYTES = 5 * 1024 * 1024
+BORROWER_EVIDENCE_TYPES = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
+BORROWER_BASE_URL = os.environ.get("BORROWER_BASE_URL", "")
+SMS_WEBHOOK_SECRET = os.environ.get("SMS_WEBHOOK_SECRET", "")
+# Reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed when
+# finding the client's address for the sign-up limit; empty: REMOTE_ADDR is the client.
+TRUSTED_PROXIES = [p.strip() for p in os.environ.get("TRUSTED_PROXIES", "").split(",") if p.strip()]
+# Sessions: 8 hours by default (a shift); staff roles' sessions also end when the browser closes
+# (servicing/auth.py). Lender users keep the cookie until it expires.
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(8 * 60 * 60)))
+SESSION_BROWSER_CLOSE_ROLES = ("agent", "supervisor", "admin")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -147,6 +178,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "servicing.schema.add_error_responses"],
+    # Fields of the same name with different choices get stable enum names (check --deploy fails on W001).
+    "ENUM_NAME_OVERRIDES": {
+        "ContactAttemptOutcomeEnum": "cases.models.ContactAttempt.Outcome",
+        "ReportableOutcomeEnum": "cases.api.serializers._REPORTABLE",
+        "ContactAttemptStateEnum": "cases.models.ContactAttempt.State",
+        "PlacementBatchStateEnum": "cases.models.PlacementBatch.State",
+    },
 }
 
 # Celery: a real broker when REDIS_URL is set, otherwise tasks run in-process (eager).
@@ -177,6 +216,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # connection. 1 applies every file in one transaction.
 PLACEMENT_APPLY_WORKERS = int(os.environ.get("PLACEMENT_APPLY_WORKERS", "2"))
 PLACEMENT_ROWS_PER_WORKER = int(os.environ.get("PLACEMENT_ROWS_PER_WORKER", "50000"))
+# Placement file limits (docs/placement-format.md, "Limits"): past one the upload is refused (size)
+# or the batch fails with a message naming the limit and the line.
+PLACEMENT_MAX_FILE_BYTES = int(os.environ.get("PLACEMENT_MAX_FILE_BYTES", "200000000"))
+PLACEMENT_MAX_ROWS = int(os.environ.get("PLACEMENT_MAX_ROWS", "2000000"))
+PLACEMENT_MAX_COLUMNS = int(os.environ.get("PLACEMENT_MAX_COLUMNS", "200"))
+PLACEMENT_MAX_CELL_CHARS = int(os.environ.get("PLACEMENT_MAX_CELL_CHARS", "10000"))
+PLACEMENT_MAX_LINES_PER_ROW = int(os.environ.get("PLACEMENT_MAX_LINES_PER_ROW", "20"))
+PLACEMENT_MAX_EMPTY_ROWS = int(os.environ.get("PLACEMENT_MAX_EMPTY_ROWS", "10000"))
+PLACEMENT_MAX_READ_SECONDS = int(os.environ.get("PLACEMENT_MAX_READ_SECONDS", "1800"))
+PLACEMENT_XLSX_MAX_UNCOMPRESSED_BYTES = int(os.environ.get("PLACEMENT_XLSX_MAX_UNCOMPRESSED_BYTES", str(512 << 20)))
+PLACEMENT_XLSX_MAX_RATIO = int(os.environ.get("PLACEMENT_XLSX_MAX_RATIO", "200"))
+# Stuck batches: a batch "processing"/"applying" with no heartbeat for this long (and, on PostgreSQL,
+# no run holding its lock) is re-queued by the sweep, at most PLACEMENT_MAX_REQUEUES times, then failed.
+PLACEMENT_STALE_SECONDS = int(os.environ.get("PLACEMENT_STALE_SECONDS", "900"))
+PLACEMENT_MAX_REQUEUES = int(os.environ.get("PLACEMENT_MAX_REQUEUES", "3"))
+# Placement jobs go through an outbox: after commit one publish is tried with this timeout (seconds);
+# the sweep sends what is left once the broker is back.
+PLACEMENT_DISPATCH_TIMEOUT = float(os.environ.get("PLACEMENT_DISPATCH_TIMEOUT", "2"))
 
 # Reminders (reminders/senders.py): pluggable backends like Django's email backends. The file
 # backend (default) keeps one file per message id, so a retry can tell whether a message already went.
@@ -191,6 +248,19 @@ REMINDER_STALE_SENDING_SECONDS = int(os.environ.get("REMINDER_STALE_SENDING_SECO
 # Automated reminders go out only in this local window (in every borrower zone), stricter than the
 # law (CN forbids 22:00-08:00; a 21:30 SMS is lawful but unwelcome). Empty disables it.
 REMINDER_SEND_WINDOW = os.environ.get("REMINDER_SEND_WINDOW", "08:00-21:00")
+
+# Risk scoring (scoring/): a lender's accounts get the trained model's score once the training data
+# holds this many labelled outcomes of that lender; until then the transparent rule score (cold start).
+SCORING_MIN_OUTCOMES = int(os.environ.get("SCORING_MIN_OUTCOMES", "200"))
+SCORING_HORIZON_DAYS = 30  # the label: a payment within this many days of the snapshot
+SCORING_TRAIN_SNAPSHOTS = 3  # training snapshots, 30 days apart
+
+# Audit anchoring (compliance/audit.py): signed checkpoints of every chain head, appended to JSON-lines
+# files in this directory (keep it outside the database's reach: another volume, object storage with
+# retention, or chattr +a). The HMAC key lives only here (env), never in the database; production
+# must set it (writing checkpoints fails without it), development uses a fixed throw-away key.
+AUDIT_CHECKPOINT_DIR = Path(os.environ.get("AUDIT_CHECKPOINT_DIR", BASE_DIR / "var" / "audit-checkpoints"))
+AUDIT_CHECKPOINT_KEY = os.environ.get("AUDIT_CHECKPOINT_KEY") or ("" if PRODUCTION else "dev-only-audit-checkpoint-key")
 
 LOGGING = {
     "version": 1,

@@ -18,7 +18,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("reminders/", include("reminders.urls")),
     path("supervisor/scoring/", include("scoring.urls")),
+    path("finance/", include("finance.urls")),
     path("supervisor/", include("compliance.urls")),
+    path("", include("borrowers.urls")),
     path("", include("cases.urls")),
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -55,6 +55,27 @@ AUDIT_LABELS = {
     "cases.account.recalled": _("Recalled by the lender"),
     "cases.borrower.updated": _("Contact details added by a placement file"),
     "cases.contact_attempt.outcome_changed": _("Outreach outcome changed (delivery failed)"),
+    "cases.contact_attempt.started": _("Outreach started"),
+    "cases.contact_attempt.completed": _("Outreach outcome recorded"),
+    "cases.contact_attempt.unreported": _("Outreach closed as unreported after 30 minutes"),
+    "cases.borrower.opted_out": _("Opted out of messages (STOP / unsubscribe)"),
+    "compliance.incident.opened": _("Breach flagged for supervisor review"),
+    "compliance.incident.reviewed": _("Incident reviewed by a supervisor"),
+    # Borrower page (borrowers/)
+    "borrowers.promise.made": _("Borrower promised to pay online"),
+    "borrowers.plan.proposed": _("Borrower proposed a repayment plan"),
+    "borrowers.plan.accepted": _("Borrower's plan proposal accepted"),
+    "borrowers.plan.countered": _("Borrower's plan proposal countered"),
+    "borrowers.dispute.raised": _("Borrower raised a dispute (hold on)"),
+    "borrowers.dispute.verification_requested": _("Dispute sent to the lender for verification"),
+    "borrowers.dispute.resolved": _("Dispute resolved"),
+    "borrowers.hold.lifted": _("Hold lifted by a supervisor"),
+    "borrowers.opt_out.requested": _("Borrower opted out online"),
+    "borrowers.preferences.changed": _("Borrower changed contact preferences"),
+    "borrowers.callback.requested": _("Borrower booked a call back"),
+    "borrowers.callback.refused": _("Borrower's call back time refused by the contact rules"),
+    "borrowers.message.refused": _("Message refused: it would name the debt to a third party"),
+    "borrowers.evidence.viewed": _("Dispute evidence opened"),
 }
 
 FORMAT = "Y-m-d H:i D"
@@ -72,13 +93,27 @@ def fmt_in(dt: datetime, tz: ZoneInfo | str) -> str:
     return dateformat.format(dt.astimezone(tz), FORMAT)
 
 
-def present_decision(decision: rules.Decision | None, *, borrower, user, channel: str = "") -> dict:
-    """A template-friendly view of a decision: why not, and when next, in the borrower's and the agent's time."""
+def present_decision(decision: rules.Decision | None, *, borrower, user, channel: str = "",
+                     needs_collector: bool = False) -> dict:
+    """A template-friendly view of a decision: why not, and when next, in the borrower's and the agent's time.
+
+    ``needs_collector``: the outreach (a field visit) would be lawful with a second collector named.
+    ``next_local`` is the next lawful time in the agent's zone, rounded up to the minute, for a
+    one-click callback at that time.
+    """
     if decision is None:
         return {"unknown": True, "allowed": False, "violations": [], "channel": channel}
     nxt = decision.next_allowed_at
     tz = agent_zone(user)
+    local_next = ""
+    if nxt and not decision.allowed:
+        up = nxt.astimezone(tz)
+        if up.second or up.microsecond:
+            up = up.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        local_next = up.strftime("%Y-%m-%dT%H:%M")
     return {
+        "needs_collector": needs_collector and not decision.allowed,
+        "next_local": local_next,
         "unknown": False,
         "allowed": decision.allowed,
         "channel": channel,
