@@ -107,8 +107,8 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
+    from cases.gate import contact_check
     from cases.models import ContactAttempt, OverdueAccount
-    from compliance.selectors import contact_check
 
     build(args.borrowers, args.per)
     total = ContactAttempt.objects.count()

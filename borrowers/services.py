@@ -14,11 +14,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from cases.gate import contact_check
 from cases.models import Borrower, Callback, OverdueAccount, User
 from cases.phones import phone_e164_or_raw
 from cases.selectors import mask_email, mask_phone
@@ -31,7 +32,7 @@ from cases.services import (
     repayment_plan_create,
 )
 from compliance.audit import audit_log
-from compliance.selectors import contact_check, decision_as_dict
+from compliance.selectors import decision_as_dict
 from servicing.throttle import Limit
 
 from .models import AccessToken, ConsentRecord, Dispute, DisputeEvidence, PlanProposal
@@ -465,8 +466,10 @@ def sms_inbound_receive(*, from_number: str, text: str) -> dict:
     forms = {from_number.strip(), number, local}
     query = Q()
     for form in forms:
-        query |= Q(phones__contains=[form])
-    matched = list(Borrower.objects.filter(query).order_by("pk")[:50])
+        # JSON containment is PostgreSQL's (indexed there); the embedded SQLite run matches the text and
+        # keeps only exact numbers below.
+        query |= Q(phones__contains=[form]) if connection.vendor == "postgresql" else Q(phones__icontains=form)
+    matched = [b for b in Borrower.objects.filter(query).order_by("pk")[:200] if forms & set(b.phones)][:50]
     recorded = 0
     with transaction.atomic():
         for borrower in matched:

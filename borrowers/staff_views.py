@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from cases.models import Borrower, OverdueAccount
 from cases.services import ContactRefused
 from compliance.messages import violation_text
-from compliance.selectors import mask_name
+from supervision.selectors import mask_name
 
 from . import services
 from .forms import CounterForm, HoldLiftForm, LinkForm, ResolveForm

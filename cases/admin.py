@@ -7,6 +7,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db import models as db_models
 from django.db import transaction
 
+from compliance.admin import ReadOnlyAdmin
 from compliance.audit import SECRET_KEYS, audit_log
 
 from . import models
@@ -70,17 +71,6 @@ class AuditedAdminMixin:
             for obj in queryset:
                 self._audit(request, obj, "deleted", {"object": str(obj)})
             super().delete_queryset(request, queryset)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(models.User)

@@ -10,8 +10,8 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from compliance import rules
-from compliance.selectors import contact_check_bulk
 
+from .gate import contact_check_bulk
 from .models import Callback, ContactAttempt, Note, OverdueAccount, Payment, PromiseToPay, RepaymentPlan, User
 
 

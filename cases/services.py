@@ -13,19 +13,13 @@ from django.utils.translation import gettext as _
 
 from compliance import rules
 from compliance.audit import audit_log
-from compliance.selectors import (
-    borrower_facts,
-    decision_as_dict,
-    default_phone,
-    person_lock,
-    person_snapshot,
-    policy_in_force,
-)
+from compliance.selectors import decision_as_dict, policy_in_force
 from compliance.services import incident_open
 from finance import services as finance_services
 from scoring.tasks import account_score_refresh_enqueue
 from servicing import clock  # controllable "now" (tests move it in every process)
 
+from .gate import borrower_facts, default_phone, person_lock, person_snapshot
 from .models import (
     _GATE,
     Borrower,
@@ -606,7 +600,7 @@ def callback_schedule(*, actor: User, account: OverdueAccount, due_at: datetime,
 
     A refusal is audited (``compliance.callback.blocked``) and committed before ContactRefused is raised.
     """
-    from compliance.selectors import contact_check
+    from .gate import contact_check
 
     if channel not in ContactAttempt.Channel.values:
         raise ValidationError({"channel": f"Unknown channel {channel!r}."})

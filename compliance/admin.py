@@ -1,8 +1,19 @@
 from django.contrib import admin
 
-from cases.admin import ReadOnlyAdmin
-
 from .models import AuditEvent, AuditVerification, Incident, Policy
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is written by services (audited), never edited in the admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(AuditEvent)

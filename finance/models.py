@@ -116,10 +116,14 @@ class PaymentAllocation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["lender", "external_ref"], condition=~Q(external_ref=""),
                                     name="uniq_payment_external_ref"),
+            # Exact on PostgreSQL (numeric); the embedded SQLite run compares decimals as floats, so the
+            # check allows less than half a cent either way, which still catches any real mismatch.
             models.CheckConstraint(
                 name="allocation_adds_up",
-                condition=Q(amount=models.F("principal") + models.F("interest") + models.F("fees")
-                            + models.F("costs") + models.F("unapplied")),
+                condition=Q(amount__gt=models.F("principal") + models.F("interest") + models.F("fees")
+                            + models.F("costs") + models.F("unapplied") - Decimal("0.005"))
+                & Q(amount__lt=models.F("principal") + models.F("interest") + models.F("fees")
+                    + models.F("costs") + models.F("unapplied") + Decimal("0.005")),
             ),
         ]
         # Statements sum a lender's allocations by the time they were recorded.

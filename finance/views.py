@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from cases.models import Lender
 from cases.selectors import account_list_for_user
 from cases.views.workspace import workspace_view
-from compliance.views import supervisor_required
+from supervision.views import supervisor_required
 
 from . import selectors, services, statements
 from .forms import SettlementDecisionForm, SettlementOfferForm

@@ -28,12 +28,13 @@ from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from cases.gate import borrower_facts
 from cases.models import Callback, ContactAttempt, Instalment, OverdueAccount, PromiseToPay, RepaymentPlan, User
 from cases.selectors import account_list_for_user
 from cases.services import ContactRefused, contact_attempt_record
 from compliance import rules
 from compliance.audit import audit_log, audit_log_many
-from compliance.selectors import borrower_facts, decision_as_dict
+from compliance.selectors import decision_as_dict
 from servicing import clock
 
 from .models import Notification, Reminder

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from cases.selectors import mask_email, mask_phone
-from compliance.views import supervisor_required
+from supervision.views import supervisor_required
 
 from . import selectors, services
 from .forms import ReminderFilterForm

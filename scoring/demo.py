@@ -33,8 +33,8 @@ DEMO_MIN_OUTCOMES = 60  # the demo's lenders have ~100 accounts each; production
 
 def demo_scoring_seed(*, seed: int = 7, stdout=None) -> dict:
     from cases import services as case_services
+    from cases.gate import contact_check
     from cases.models import OverdueAccount, PromiseToPay, User
-    from compliance.selectors import contact_check
 
     from . import services
     from .strategy import DEFAULT_STRATEGY

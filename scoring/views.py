@@ -1,6 +1,6 @@
 """Supervisor pages: model versions (compare, train, promote), strategies, champion/challenger results.
 
-Supervisors only (``compliance.views.supervisor_required``): 403 for agents and lender users.
+Supervisors only (``supervision.views.supervisor_required``): 403 for agents and lender users.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from compliance.views import supervisor_required
+from supervision.views import supervisor_required
 
 from . import selectors, services, strategy_services
 from .features import FEATURES

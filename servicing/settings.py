@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "servicing",
     "cases",
     "compliance",
+    "supervision",
     "reminders",
     "scoring",
     "borrowers",

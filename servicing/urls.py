@@ -19,7 +19,7 @@ urlpatterns = [
     path("reminders/", include("reminders.urls")),
     path("supervisor/scoring/", include("scoring.urls")),
     path("finance/", include("finance.urls")),
-    path("supervisor/", include("compliance.urls")),
+    path("supervisor/", include("supervision.urls")),
     path("", include("borrowers.urls")),
     path("", include("cases.urls")),
 ]

@@ -7,9 +7,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from cases import services
+from cases.gate import contact_check
 from cases.models import ContactAttempt
 from cases.selectors import account_list_for_user, contact_attempt_for_user, contact_attempt_target
-from compliance.selectors import contact_check, decision_as_dict
+from compliance.selectors import decision_as_dict
 
 from .filters import AccountFilter
 from .serializers import (

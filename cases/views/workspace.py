@@ -30,8 +30,8 @@ from cases.forms import (
     QueueFilterForm,
     StatusForm,
 )
+from cases.gate import contact_check
 from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, User
-from compliance.selectors import contact_check
 from reminders.selectors import notification_list_for_user
 from scoring.selectors import score_summary
 

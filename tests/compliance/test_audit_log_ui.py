@@ -9,7 +9,8 @@ from django.urls import reverse
 from cases.models import Lender
 from compliance.audit import audit_log
 from compliance.models import AuditEvent, AuditVerification
-from compliance.selectors import AuditFilters, audit_search_count, mask_name
+from compliance.selectors import AuditFilters
+from supervision.selectors import audit_search_count, mask_name
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db

@@ -16,6 +16,7 @@ from compliance import services
 from compliance.audit import audit_log, audit_verify, event_hash, row_hash
 from compliance.models import AuditEvent, Policy
 from compliance.selectors import AuditFilters, audit_event_page
+from supervision import services as supervision_services
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -250,7 +251,7 @@ def test_whatif_replay_counts_refusals_by_rule(client, world):
     old = _record(acc, agent, _past_local(40, 10))  # outside the replay window: history only
     assert old.pk
     draft = _stricter_cn(world["sup"])
-    result = services.policy_whatif_replay(policy=draft, days=30)
+    result = supervision_services.policy_whatif_replay(policy=draft, days=30)
     assert result.attempts == 3
     assert result.draft.refused == 2 and result.draft.by_rule == {"CN.TEST.ONE_CALL_A_WEEK": 2}
     assert result.baseline is not None and result.baseline.refused == 0
@@ -264,7 +265,7 @@ def test_whatif_replay_is_bounded(world):
     acc, agent = world["account"], world["agent"]
     for days in (5, 4, 3):
         _record(acc, agent, _past_local(days, 10))
-    result = services.policy_whatif_replay(policy=_stricter_cn(world["sup"]), days=30, max_attempts=2)
+    result = supervision_services.policy_whatif_replay(policy=_stricter_cn(world["sup"]), days=30, max_attempts=2)
     assert result.truncated and result.attempts == 2 and result.notes
 
 
@@ -326,7 +327,7 @@ def test_dashboard_shows_charts_and_figures(client, world, now_at):
     html = response.content.decode()
     assert response.status_code == 200 and html.count("<svg") >= 4
     assert "CN.QUIET_HOURS" in html
-    from compliance import dashboards
+    from supervision import dashboards
 
     today = timezone.localdate()
     board = dashboards.dashboard(filters=dashboards.DashboardFilters(date_from=today - timedelta(days=7), date_to=today))

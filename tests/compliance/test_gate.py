@@ -123,9 +123,9 @@ def test_frequency_cap_counts_history_per_debt(now_at):
 
 def test_published_version_takes_effect_for_checks_at_once():
     """Read-only checks cache policies per process; publishing clears that cache."""
+    from cases.gate import contact_check
     from compliance import rules
     from compliance.models import Policy
-    from compliance.selectors import contact_check
     from compliance.services import policy_draft_create, policy_publish
 
     supervisor = f.user(role="supervisor")

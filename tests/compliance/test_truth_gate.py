@@ -276,8 +276,8 @@ def test_sms_opt_out_and_consent_bind_agent_outreach(now_at):
 
 
 def test_supervisor_reviews_incidents_and_the_replay_counts_breaches(now_at, client):
-    from compliance import services as compliance_services
     from compliance.models import Policy
+    from supervision import services as compliance_services
 
     now_at(CN_MORNING)
     agent, (acc,) = _person(f.lender())

@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cases import services
+from cases.gate import borrower_facts, person_holds
 from cases.models import Borrower, ContactAttempt
 from compliance import rules
 from compliance.models import Incident
-from compliance.selectors import borrower_facts, person_holds, policy_in_force
+from compliance.selectors import policy_in_force
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db

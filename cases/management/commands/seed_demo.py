@@ -18,8 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from cases import services
+from cases.gate import contact_check
 from cases.models import Borrower, Lender, OverdueAccount, User
-from compliance.selectors import contact_check
 from scoring.demo import demo_scoring_seed
 
 PASSWORD = "demo-pass-2026"

@@ -10,9 +10,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from cases.models import JURISDICTIONS, Lender, User
-
-from . import rules
-from .selectors import AuditFilters
+from compliance import rules
+from compliance.selectors import AuditFilters
 
 
 class AuditFilterForm(forms.Form):

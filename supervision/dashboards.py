@@ -12,10 +12,9 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from cases.models import ContactAttempt, Lender, OverdueAccount, Payment, PromiseToPay, User
-
-from . import rules
-from .models import AuditEvent
-from .selectors import ATTEMPT_REFUSED_ACTIONS
+from compliance import rules
+from compliance.models import AuditEvent
+from compliance.selectors import ATTEMPT_REFUSED_ACTIONS
 
 #: Someone was actually reached (the borrower or a third party).
 CONTACT_OUTCOMES = (*rules.CONVERSATION_OUTCOMES, "third_party_contact")

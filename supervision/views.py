@@ -1,4 +1,4 @@
-"""Supervisor console: audit log, dashboards, policies and what-if replay, agent settings.
+"""Supervisor console (the supervision app; it depends on compliance and cases, never the reverse): audit log, dashboards, policies and what-if replay, agent settings.
 
 Every view is wrapped in ``supervisor_required``: anonymous users go to the login page, signed-in
 users who are not supervisors get a 403. Views stay thin: selectors read, services write.
@@ -25,10 +25,12 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cases.models import User
+from compliance import selectors as core_selectors
+from compliance import services as core_services
+from compliance.models import Incident, Policy
 
 from . import dashboards, selectors, services
 from .forms import AgentSettingsForm, AuditSearchForm, DashboardFilterForm, PolicyDraftForm, WhatIfForm
-from .models import Incident, Policy
 
 EXPORT_MAX_ROWS = 1_000_000  # one Excel sheet's limit; CSV follows the same cap
 EXPORT_COLUMNS = ["id", "created_at", "actor", "lender_id", "action", "subject", "account_id", "borrower_id",
@@ -95,7 +97,7 @@ def home(request):
                              items=[(code, n, str(n)) for code, n in board.refusals_by_rule[:15]]),
     ]
     return render(request, "compliance/dashboard.html", {
-        "form": form, "board": board, "charts": charts, "last_verification": selectors.audit_verification_last(),
+        "form": form, "board": board, "charts": charts, "last_verification": core_selectors.audit_verification_last(),
     })
 
 
@@ -103,7 +105,7 @@ def home(request):
 # Audit log
 
 
-def _audit_form(request) -> tuple[AuditSearchForm, selectors.AuditFilters | None]:
+def _audit_form(request) -> tuple[AuditSearchForm, core_selectors.AuditFilters | None]:
     form = AuditSearchForm(request.GET)
     if not form.is_valid():
         return form, None
@@ -135,7 +137,7 @@ def audit_log(request):
         query["before"] = page.next_before_id
         older = query.urlencode()
         query.pop("before")
-    last = selectors.audit_verification_last()
+    last = core_selectors.audit_verification_last()
     requested = request.session.get(VERIFY_SESSION_KEY)
     # A verification asked for and not finished yet: the page polls until a newer result exists.
     verifying = requested is not None and (last.pk if last else 0) <= requested
@@ -146,7 +148,7 @@ def audit_log(request):
         "rows": selectors.audit_rows(events=page.events if page else [], reveal_names=request.user.is_supervisor),
         "count": count,
         "older_query": older, "export_query": query.urlencode(), "first_page": before is None,
-        "action_codes": selectors.audit_action_codes(), "last_verification": last, "verifying": verifying,
+        "action_codes": core_selectors.audit_action_codes(), "last_verification": last, "verifying": verifying,
     })
 
 
@@ -160,7 +162,7 @@ def _export_row(e) -> list[str]:
     return [_safe(v) for v in (
         e.id, e.created_at.isoformat(), e.actor_label, e.lender_id, e.action,
         f"{e.subject_type}:{e.subject_id}" if e.subject_type else "", e.account_id, e.borrower_id,
-        f"{e.policy_code} v{e.policy_version}" if e.policy_code else "", selectors.audit_event_summary(event=e), e.hash,
+        f"{e.policy_code} v{e.policy_version}" if e.policy_code else "", core_selectors.audit_event_summary(event=e), e.hash,
     )]
 
 
@@ -219,7 +221,7 @@ def audit_account(request, account_id: int):
     from cases.selectors import account_list_for_user
 
     account = get_object_or_404(account_list_for_user(user=request.user), pk=account_id)
-    page = selectors.audit_event_page(filters=selectors.AuditFilters(account_id=account.pk),
+    page = core_selectors.audit_event_page(filters=core_selectors.AuditFilters(account_id=account.pk),
                                       before_id=_before(request), limit=100)
     return render(request, "compliance/audit_account.html", {
         "account": account, "page": page,
@@ -246,10 +248,11 @@ def audit_event(request, pk: int):
 def audit_verify_start(request):
     """Queue a verification of every chain (Celery; in-process in the embedded run). The request is
     audited; the result is the AuditVerification row the task writes."""
-    from .audit import audit_log as write_audit
-    from .tasks import audit_verify_task
+    from compliance.tasks import audit_verify_task
 
-    last = selectors.audit_verification_last()
+    from compliance.audit import audit_log as write_audit
+
+    last = core_selectors.audit_verification_last()
     with transaction.atomic():
         write_audit(action="compliance.audit.verify_requested", actor=request.user, data={})
         transaction.on_commit(audit_verify_task.delay)
@@ -262,7 +265,7 @@ def audit_verify_start(request):
 @require_GET
 @supervisor_required
 def audit_verify_status(request):
-    last = selectors.audit_verification_last()
+    last = core_selectors.audit_verification_last()
     return JsonResponse({"id": last.pk if last else 0, "ok": last.ok if last else None,
                          "events_checked": last.events_checked if last else 0})
 
@@ -274,12 +277,12 @@ def audit_verify_status(request):
 @require_GET
 @supervisor_required
 def policy_list(request):
-    versions = selectors.policy_versions_by_jurisdiction()
+    versions = core_selectors.policy_versions_by_jurisdiction()
     now = timezone.now()
     in_force = {}
     for code in versions:
         try:
-            in_force[code] = selectors.policy_row_in_force(code=code, at=now).pk
+            in_force[code] = core_selectors.policy_row_in_force(code=code, at=now).pk
         except ValidationError:
             in_force[code] = None
     return render(request, "compliance/policy_list.html", {
@@ -298,7 +301,7 @@ def policy_draft(request, code: str):
         if form.is_valid():
             d = form.cleaned_data
             try:
-                row = services.policy_draft_create(
+                row = core_services.policy_draft_create(
                     actor=request.user, code=code, data={"name": d["name"], "rules": d["rules"]},
                     effective_from=d["effective_from"],
                 )
@@ -334,7 +337,7 @@ def policy_detail(request, pk: int):
 def policy_publish(request, pk: int):
     policy = get_object_or_404(Policy, pk=pk)
     try:
-        services.policy_publish(actor=request.user, policy=policy)
+        core_services.policy_publish(actor=request.user, policy=policy)
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
     else:
@@ -388,9 +391,9 @@ def incident_list(request):
     status = request.GET.get("status", "open")
     if status not in ("", *Incident.Status.values):
         status = "open"
-    qs = selectors.incident_list(status=status)
-    page = Paginator(qs, selectors.INCIDENT_PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = selectors.incident_counts()
+    qs = core_selectors.incident_list(status=status)
+    page = Paginator(qs, core_selectors.INCIDENT_PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = core_selectors.incident_counts()
     return render(request, "compliance/incident_list.html", {
         "page": page, "status": status, "query": f"status={status}",
         "statuses": [(value, label, counts.get(value, 0)) for value, label in Incident.Status.choices],
@@ -402,7 +405,7 @@ def incident_list(request):
 def incident_review(request, pk: int):
     incident = get_object_or_404(Incident, pk=pk)
     try:
-        services.incident_review(actor=request.user, incident=incident, status=request.POST.get("status", ""),
+        core_services.incident_review(actor=request.user, incident=incident, status=request.POST.get("status", ""),
                                  resolution=request.POST.get("resolution", ""))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
