@@ -248,9 +248,8 @@ def audit_event(request, pk: int):
 def audit_verify_start(request):
     """Queue a verification of every chain (Celery; in-process in the embedded run). The request is
     audited; the result is the AuditVerification row the task writes."""
-    from compliance.tasks import audit_verify_task
-
     from compliance.audit import audit_log as write_audit
+    from compliance.tasks import audit_verify_task
 
     last = core_selectors.audit_verification_last()
     with transaction.atomic():
