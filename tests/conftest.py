@@ -130,10 +130,16 @@ def _celery_eager_by_default(settings):
     """Unit tests run tasks in-process; tests using ``celery_worker`` switch to the real broker."""
     from servicing.celery import app
 
+    from celery._state import _set_task_join_will_block
+
     # With the CELERY_ settings namespace the stored key is the prefixed one.
     app.conf.CELERY_TASK_ALWAYS_EAGER = True
+    # An in-process worker started by an earlier test marks this process as "inside a task" for
+    # good, after which result.get() refuses; the test process is never inside a task.
+    _set_task_join_will_block(False)
     yield
     app.conf.CELERY_TASK_ALWAYS_EAGER = True
+    _set_task_join_will_block(False)
 
 
 @pytest.fixture
