@@ -128,9 +128,9 @@ def _fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def _celery_eager_by_default(settings):
     """Unit tests run tasks in-process; tests using ``celery_worker`` switch to the real broker."""
-    from servicing.celery import app
-
     from celery._state import _set_task_join_will_block
+
+    from servicing.celery import app
 
     # With the CELERY_ settings namespace the stored key is the prefixed one.
     app.conf.CELERY_TASK_ALWAYS_EAGER = True
