@@ -42,6 +42,7 @@ class QueueFilterForm(forms.Form):
     lender = forms.ModelChoiceField(label=_("Lender"), required=False, queryset=Lender.objects.none(), empty_label=_("All"))
     per = forms.TypedChoiceField(label=_("Per page"), required=False, coerce=int, empty_value=25,
                                  choices=[(n, n) for n in PAGE_SIZES])
+    callable = forms.BooleanField(label=_("Callable now"), required=False)
 
     def __init__(self, *args, lenders=None, statuses=OverdueAccount.OPEN_STATUSES, **kwargs):
         super().__init__(*args, **kwargs)
@@ -57,6 +58,7 @@ class AssignmentFilterForm(QueueFilterForm):
 
     def __init__(self, *args, agents=(), **kwargs):
         super().__init__(*args, statuses=OverdueAccount.OPEN_STATUSES, **kwargs)
+        del self.fields["callable"]  # the agent's queue only
         self.fields["agent"].widget = forms.Select(
             choices=[("", _("All")), ("none", _("Unassigned"))] + [(str(a.pk), a.get_username()) for a in agents]
         )
@@ -72,6 +74,28 @@ class AssignForm(forms.Form):
 
 
 # ---- case page actions ---------------------------------------------------------------------
+
+
+#: The call bar's outcome buttons per channel, in shortcut order (digit = position): no "Delivered" for
+#: a call, no "Busy" for a letter. Some labels say what the outcome means on that channel.
+CALL_BAR_OUTCOMES = {
+    "call": [("no_answer", _("No answer")), ("busy", _("Busy")), ("voicemail", _("Voicemail")),
+             ("wrong_number", _("Wrong number")), ("right_party_contact", _("Right-party contact")),
+             ("promise", _("Promise to pay")), ("refused", _("Refused to pay")), ("dispute_raised", _("Dispute raised"))],
+    "sms": [("delivered", _("Delivered")), ("failed", _("Failed"))],
+    "email": [("delivered", _("Delivered")), ("failed", _("Failed"))],
+    "letter": [("delivered", _("Delivered (sent)")), ("failed", _("Failed (returned)"))],
+    "visit": [("right_party_contact", _("Right-party contact")), ("third_party_contact", _("Third-party contact")),
+              ("no_answer", _("Not at home")), ("refused", _("Refused to pay")), ("promise", _("Promise to pay"))],
+}
+#: Outcomes that cannot happen on a channel (a delivery report is not a call; a letter is never busy).
+IMPOSSIBLE_OUTCOMES = {
+    "call": {"delivered", "failed"},
+    "visit": {"delivered", "failed", "busy", "voicemail", "not_connected"},
+    "sms": {"busy", "voicemail", "not_connected", "no_answer"},
+    "email": {"busy", "voicemail", "not_connected", "no_answer"},
+    "letter": {"busy", "voicemail", "not_connected", "no_answer"},
+}
 
 
 class OutreachForm(forms.Form):
@@ -95,6 +119,16 @@ class OutreachForm(forms.Form):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["second_collector"].queryset = selectors.second_collector_choices(user=user)
+
+    def clean(self):
+        cd = super().clean()
+        channel, outcome = cd.get("channel"), cd.get("outcome")
+        if outcome in IMPOSSIBLE_OUTCOMES.get(channel, ()):
+            self.add_error("outcome", forms.ValidationError(
+                _("“%(outcome)s” is not an outcome of a %(channel)s."),
+                params={"outcome": dict(ContactAttempt.Outcome.choices)[outcome],
+                        "channel": dict(ContactAttempt.Channel.choices)[channel]}))
+        return cd
 
 
 class OutreachStartForm(forms.Form):
@@ -174,6 +208,8 @@ InstalmentFormSet = forms.formset_factory(
 
 
 class PaymentForm(forms.Form):
+    PREFIX = "pay"  # the promise form on the same page also has an "amount"
+
     amount = forms.DecimalField(label=_("Amount"), **MONEY)
     paid_at = forms.DateTimeField(label=_("Paid at"), widget=DateTimeInput())
     method = forms.ChoiceField(label=_("Method"), choices=[
@@ -190,6 +226,9 @@ class PaymentForm(forms.Form):
 
 
 class CallbackForm(forms.Form):
+    # Own ids, same names: the one-click "callback at the next lawful time" posts plain due_at/channel.
+    AUTO_ID = "id_cb_%s"
+
     due_at = forms.DateTimeField(label=_("Callback time"), widget=DateTimeInput(), help_text=_("Your time zone."))
     channel = forms.ChoiceField(label=_("Channel"), choices=ContactAttempt.Channel.choices, initial="call")
     note = forms.CharField(label=_("Note"), required=False, max_length=500)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, TextField
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from compliance import rules
@@ -133,11 +133,32 @@ def _with_queue_flags(qs: QuerySet[OverdueAccount], *, now: datetime, today: dat
 
 
 def queue_page_load(*, user: User, ids: list[int], now: datetime, today: date | None = None) -> list[OverdueAccount]:
-    """One page of the queue with borrower, lender and lock holder, in the order of ``ids`` (one query)."""
+    """One page of the queue with borrower, lender and lock holder, in the order of ``ids`` (one query).
+
+    Also, as subqueries of that same query: the last outcome, the attempts since midnight (the current
+    time zone, i.e. the agent's) and the amount of open promises to pay."""
     today = today or timezone.localdate(now)
-    qs = account_list_for_user(user=user).select_related("locked_by", "score").filter(pk__in=ids)
+    midnight = timezone.make_aware(datetime.combine(today, time.min))
+    attempts = ContactAttempt.objects.filter(account=OuterRef("pk")).exclude(outcome="pending")
+    qs = account_list_for_user(user=user).select_related("locked_by", "score").filter(pk__in=ids).annotate(
+        last_outcome=Subquery(attempts.order_by("-occurred_at").values("outcome")[:1]),
+        attempts_today=Coalesce(Subquery(
+            ContactAttempt.objects.filter(account=OuterRef("pk"), occurred_at__gte=midnight)
+            .order_by().values("account").annotate(n=Count("pk")).values("n")), 0),
+        open_promise_amount=Subquery(
+            PromiseToPay.objects.filter(account=OuterRef("pk"), status="open")
+            .order_by().values("account").annotate(total=Sum(F("amount") - F("paid_amount"))).values("total")),
+    )
     by_id = {a.pk: a for a in _with_queue_flags(qs, now=now, today=today)}
     return [by_id[i] for i in ids if i in by_id]
+
+
+def queue_callable_rows(*, user: User, qs: QuerySet[OverdueAccount], now: datetime, scan: int = 500) -> list[QueueRow]:
+    """"Callable now" filter: the rows among the first ``scan`` of the queue that may be called now, in
+    queue order (lawfulness is decided in bulk, so a fixed number of queries)."""
+    ids = list(qs.values_list("pk", flat=True)[:scan])
+    rows = queue_rows(user=user, accounts=queue_page_load(user=user, ids=ids, now=now), at=now)
+    return [row for row in rows if row.workable]
 
 
 @dataclass
@@ -163,6 +184,14 @@ def queue_rows(*, user: User, accounts: list[OverdueAccount], at: datetime, chan
         )
         for a in accounts
     ]
+
+
+def queue_next_workable(*, user: User, after_id: int, now: datetime, look_ahead: int = 50) -> int | None:
+    """The first account of ``user``'s queue, other than ``after_id``, that may be called now and is not
+    locked by someone else ("save & next"). Looks at the top ``look_ahead`` accounts (a fixed number of queries)."""
+    ids = list(account_queue(user=user, now=now).exclude(pk=after_id).values_list("pk", flat=True)[:look_ahead])
+    rows = queue_rows(user=user, accounts=queue_page_load(user=user, ids=ids, now=now), at=now)
+    return next((row.account.pk for row in rows if row.workable and not row.locked_by_other), None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cases import selectors, services
 from cases.forms import (
+    CALL_BAR_OUTCOMES,
     AssignForm,
     CallbackForm,
     InstalmentFormSet,
@@ -85,11 +86,18 @@ def queue(request):
         lender_id=filters["lender"].pk if filters.get("lender") else None, search=filters.get("q", ""), now=now,
     )
     per = filters.get("per") or 25
-    page = Paginator(qs.values_list("pk", flat=True), per).get_page(request.GET.get("page"))
-    accounts = selectors.queue_page_load(user=user, ids=list(page.object_list), now=now)
-    rows = selectors.queue_rows(user=user, accounts=accounts, at=now)
+    if filters.get("callable"):
+        # Only what may be called now: decided in bulk over the top of the queue, then paginated.
+        page = Paginator(selectors.queue_callable_rows(user=user, qs=qs, now=now), per).get_page(request.GET.get("page"))
+        rows = list(page.object_list)
+    else:
+        page = Paginator(qs.values_list("pk", flat=True), per).get_page(request.GET.get("page"))
+        accounts = selectors.queue_page_load(user=user, ids=list(page.object_list), now=now)
+        rows = selectors.queue_rows(user=user, accounts=accounts, at=now)
     tz = agent_zone(user)
+    outcomes = dict(ContactAttempt.Outcome.choices)
     for row in rows:
+        row.last_outcome = outcomes.get(row.account.last_outcome, "")
         row.status = present_decision(row.decision, borrower=row.account.borrower, user=user, channel="call")
         row.phone = selectors.mask_phone(row.account.borrower.phones[0]) if row.account.borrower.phones else ""
         row.lock_until = fmt_in(row.account.locked_until, tz) if row.locked_by_other else ""
@@ -109,7 +117,7 @@ def queue(request):
 # ---- case page -----------------------------------------------------------------------------
 
 
-def _case_context(request, account: OverdueAccount, *, forms: dict | None = None, active: str = "outreach",
+def _case_context(request, account: OverdueAccount, *, forms: dict | None = None, active: str = "",
                   refusal: dict | None = None, reveal: bool = False, lock_ok: bool = True) -> dict:
     user = request.user
     now = timezone.now()
@@ -123,14 +131,32 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
         for ch, d in status.items()
     ]
     forms = forms or {}
+    # The call bar: outcome buttons per channel, with the channel's status now (no extra query).
+    bar_form = forms.get("bar")
+    bar_data = bar_form.data if bar_form is not None else {}
+    status_by_channel = {d["channel"]: d for d in contact}
+    call_bar = {
+        "channel": bar_data.get("channel") or "call",
+        "outcome": bar_data.get("outcome", ""),
+        "notes": bar_data.get("notes", ""),
+        "errors": [f"{bar_form.fields[k].label}: {e}" if k in bar_form.fields else e
+                   for k, errs in bar_form.errors.items() for e in errs] if bar_form is not None else [],
+        "channels": [
+            {"value": ch, "label": channels[ch], "status": status_by_channel.get(ch),
+             "outcomes": [{"value": v, "label": label, "key": i} for i, (v, label) in enumerate(outs, start=1)]}
+            for ch, outs in CALL_BAR_OUTCOMES.items()
+        ],
+    }
     defaults = {
         "outreach": lambda: OutreachForm(user=user),
         "start": lambda: OutreachStartForm(user=user, account=account, prefix="start"),
         "promise": lambda: PromiseForm(account=account),
         "plan": lambda: PlanForm(prefix="plan"),
         "instalments": lambda: InstalmentFormSet(prefix="inst"),
-        "payment": lambda: PaymentForm(initial={"paid_at": timezone.localtime(now).replace(second=0, microsecond=0)}),
-        "callback": lambda: CallbackForm(),
+        # Prefixed / own ids: several forms on this page have an "amount" or "channel" field (issue 12).
+        "payment": lambda: PaymentForm(prefix=PaymentForm.PREFIX,
+                                       initial={"paid_at": timezone.localtime(now).replace(second=0, microsecond=0)}),
+        "callback": lambda: CallbackForm(auto_id=CallbackForm.AUTO_ID),
         "note": lambda: NoteForm(),
         "status": lambda: StatusForm(),
     }
@@ -167,6 +193,7 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
         "agent_now": fmt_in(now, agent_zone(user)),
         "agent_zone": str(agent_zone(user)),
         "forms": forms,
+        "call_bar": call_bar,
         "active": active,
         "refusal": refusal,
         "timeline": timeline,
@@ -207,16 +234,30 @@ def _locked_redirect(request, account: OverdueAccount):
     return redirect("case-detail", pk=account.pk)
 
 
-def _done(request, account, message: str):
+def _done(request, account, message: str, *, url: str | None = None):
     messages.success(request, message)
-    return redirect(reverse("case-detail", args=[account.pk]) + "#timeline")
+    return redirect(url or reverse("case-detail", args=[account.pk]) + "#timeline")
+
+
+def _next_account_url(request, account: OverdueAccount) -> str:
+    """"Save & next": the next account of the agent's queue that may be called now, else the queue."""
+    pk = selectors.queue_next_workable(user=request.user, after_id=account.pk, now=timezone.now())
+    if pk is None:
+        messages.info(request, _("No other account in your queue may be called now."))
+        return reverse("queue")
+    return reverse("case-detail", args=[pk])
 
 
 @require_POST
 @workspace_view
 def case_outreach(request, pk: int):
+    # The call bar posts the same form (bar=1): its errors and refusal are shown next to it.
+    bar = request.POST.get("bar") == "1"
+    then_next = bar and request.POST.get("then") == "next"
     return _simple_action(
-        request, pk, key="outreach", form_class=OutreachForm, form_kwargs=lambda account: {"user": request.user},
+        request, pk, key="bar" if bar else "outreach", form_class=OutreachForm,
+        form_kwargs=lambda account: {"user": request.user},
+        then=(lambda account: _next_account_url(request, account)) if then_next else None,
         save=lambda account, cd: _recorded(request, services.contact_attempt_record(
             account=account, actor=request.user, channel=cd["channel"], outcome=cd["outcome"],
             direction=cd["direction"], party=cd["party"], occurred_at=cd["occurred_at"],  # None: the service's now
@@ -310,7 +351,7 @@ def _only_collector_missing(account, decision, *, channel: str, at, direction: s
                          collectors=2).allowed
 
 
-def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, form_kwargs=None):
+def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, form_kwargs=None, then=None):
     """The shared shape of a case write: lock check, form, service call, errors back on the form;
     a compliance refusal (outreach, callback) is shown with its rules and next lawful time (409)."""
     account = _account(request, pk)
@@ -331,7 +372,7 @@ def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, f
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
-            return _done(request, account, done)
+            return _done(request, account, done, url=then(account) if then else None)
     return _render_case(request, account, forms={key: form}, active=key, status=400)
 
 
@@ -372,7 +413,7 @@ def case_plan(request, pk: int):
 @workspace_view
 def case_payment(request, pk: int):
     return _simple_action(
-        request, pk, key="payment", form_class=PaymentForm,
+        request, pk, key="payment", form_class=PaymentForm, form_kwargs=lambda account: {"prefix": PaymentForm.PREFIX},
         save=lambda account, cd: services.payment_record(actor=request.user, account=account, **cd),
         done=_("Payment recorded."),
     )
@@ -382,7 +423,7 @@ def case_payment(request, pk: int):
 @workspace_view
 def case_callback(request, pk: int):
     return _simple_action(
-        request, pk, key="callback", form_class=CallbackForm,
+        request, pk, key="callback", form_class=CallbackForm, form_kwargs=lambda account: {"auto_id": CallbackForm.AUTO_ID},
         save=lambda account, cd: services.callback_schedule(actor=request.user, account=account, due_at=cd["due_at"],
                                                             channel=cd["channel"], note=cd["note"]),
         done=_("Callback scheduled."),

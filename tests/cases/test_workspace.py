@@ -250,7 +250,7 @@ def test_promise_payment_note_and_status_change_through_services(client, world):
     r = client.post(reverse("case-promise", args=[acc.pk]), {"amount": "99999.00", "due_date": tomorrow})
     assert r.status_code == 400 and PromiseToPay.objects.filter(account=acc).count() == 1
     r = client.post(reverse("case-payment", args=[acc.pk]), {
-        "amount": "300.00", "paid_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"), "method": "alipay"})
+        "pay-amount": "300.00", "pay-paid_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"), "pay-method": "alipay"})
     assert r.status_code == 302
     acc.refresh_from_db()
     assert acc.balance == Decimal("700.00") and PromiseToPay.objects.get(account=acc).status == "kept"

@@ -41,7 +41,8 @@ def test_agent_works_a_case_end_to_end(page, desk):
 
     # Open a case, log a call, see it on the timeline.
     day_row.locator("a", has_text=desk["day"].external_ref).click()
-    page.wait_for_selector("#outreach-form")
+    page.wait_for_selector("#call-bar-form")
+    page.click("#panel-outreach summary")  # the full log form stays below the call bar, collapsed
     page.wait_for_selector("#live-check .decision[data-allowed='1']")
     page.select_option("#id_outcome", "no_answer")
     page.fill("#id_notes", "E2E: rang, no answer")
@@ -49,6 +50,7 @@ def test_agent_works_a_case_end_to_end(page, desk):
     page.wait_for_selector(".timeline-list >> text=E2E: rang, no answer")
     assert "No answer" in page.locator(".timeline-list").inner_text()
     assert ContactAttempt.objects.filter(account=desk["day"], outcome="no_answer").count() == 1
+    page.click("#panel-outreach summary")
 
     # A back-dated time in the live check: judged at that time, not "Enter a valid date and time".
     page.fill("#id_occurred_at", (timezone.localtime() - timedelta(days=1)).replace(hour=23, minute=0)
@@ -83,6 +85,7 @@ def test_agent_works_a_case_end_to_end(page, desk):
 
     # A call outside the borrower's hours: live check while changing channel, then the refusal on submit.
     page.goto(f"{base}/cases/{desk['night'].pk}/")
+    page.click("#panel-outreach summary")
     page.wait_for_selector("#live-check .decision[data-allowed='0']")
     page.select_option("#id_channel", "letter")
     page.wait_for_selector("#live-check .decision[data-allowed='1']")
@@ -107,6 +110,7 @@ def test_agent_works_a_case_end_to_end(page, desk):
 
     # ... and so is the compliance explanation of a refusal, down to its details.
     page.goto(f"{base}/cases/{desk['night'].pk}/")
+    page.click("#panel-outreach summary")
     page.wait_for_selector("#live-check .decision[data-allowed='0']")
     page.locator("#live-check details summary").first.click()
     explained = page.locator("#live-check").inner_text()
