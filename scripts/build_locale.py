@@ -73,6 +73,38 @@ def fill(po_text: str, sources: dict[str, str]) -> tuple[str, list[str]]:
     return "\n\n".join(out), missing
 
 
+def policy_strings() -> list[tuple[str, str]]:
+    """(context, text) of every citation, name, description and counted label in the seeded policies.
+
+    They are data, not code, so makemessages cannot see them; they are added to the catalogue here so
+    that a seeded policy without a zh-Hans wording fails ``--check`` like any other string. The UI
+    shows them with ``pgettext("policy", ...)`` (labels through the engine's "compliance" context)."""
+    sys.path.insert(0, str(ROOT))
+    from compliance.rules.seeds import POLICY_UPDATES, SEED_POLICIES
+
+    found: dict[tuple[str, str], None] = {}
+    for policy in [*SEED_POLICIES, *POLICY_UPDATES]:
+        for key in ("name", "description"):
+            if policy.get(key):
+                found[("policy", policy[key])] = None
+        for rule in policy.get("rules", []):
+            found[("policy", rule["citation"])] = None
+            if rule.get("label"):
+                found[("compliance", rule["label"])] = None
+    return list(found)
+
+
+def add_policy_entries(po_text: str) -> str:
+    present = set()
+    for chunk in po_text.split("\n\n"):
+        m = ENTRY.match(chunk + "\n")
+        if m and m.group("id").strip():
+            present.add((_unquote(m.group("ctx")) if m.group("ctx") else "", _unquote(m.group("id"))))
+    extra = [f"msgctxt {_quote(ctx)}\nmsgid {_quote(text)}\nmsgstr \"\"" for ctx, text in policy_strings()
+             if (ctx, text) not in present]
+    return po_text.rstrip("\n") + ("\n\n" + "\n\n".join(extra) if extra else "") + "\n"
+
+
 def main() -> int:
     check = "--check" in sys.argv
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "servicing.settings"}
@@ -80,7 +112,7 @@ def main() -> int:
     ignore = ["--ignore=.venv/*", "--ignore=tests/*", "--ignore=bench/*", "--ignore=staticfiles/*"]
     subprocess.run([py, "manage.py", "makemessages", "-l", "zh_Hans", "--no-location", "--no-obsolete", *ignore],
                    cwd=ROOT, env=env, check=True, capture_output=True)
-    text, missing = fill(PO.read_text(encoding="utf-8"), load_sources())
+    text, missing = fill(add_policy_entries(PO.read_text(encoding="utf-8")), load_sources())
     text = text.replace('"Plural-Forms: nplurals=INTEGER; plural=EXPRESSION;\\n"', '"Plural-Forms: nplurals=1; plural=0;\\n"')
     text = text.replace('#, fuzzy\nmsgid ""\nmsgstr ""', 'msgid ""\nmsgstr ""', 1)
     text = text.replace('"Language: \\n"', '"Language: zh_Hans\\n"')

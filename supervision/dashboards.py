@@ -9,11 +9,12 @@ from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from cases.models import ContactAttempt, Lender, OverdueAccount, Payment, PromiseToPay, User
 from compliance import rules
-from compliance.models import AuditEvent
+from compliance.models import AuditEvent, Incident
 from compliance.selectors import ATTEMPT_REFUSED_ACTIONS
 
 #: Someone was actually reached (the borrower or a third party).
@@ -58,6 +59,33 @@ class Row:
     def rpc_rate(self) -> float | None:
         return self.rpc / self.attempts if self.attempts else None
 
+    @property
+    def contact_rate_text(self) -> str:
+        return pct(self.contact_rate)
+
+    @property
+    def rpc_rate_text(self) -> str:
+        return pct(self.rpc_rate)
+
+
+def pct(value: float | None) -> str:
+    """A rate as the charts and tables show it. One decimal below 10 %: recovery rates are often
+    small, and "0%" next to a bar misleads."""
+    return "–" if value is None else (f"{value:.1%}" if value < 0.1 else f"{value:.0%}")
+
+
+#: Trend charts show at most this many days (the last ones of a longer period).
+TREND_MAX_DAYS = 92
+
+
+@dataclass
+class Trends:
+    days: list[date]
+    attempts: dict[date, int]
+    contacts: dict[date, int]
+    promises_kept: dict[date, int]
+    recovered: dict[str, dict[date, Decimal]]  # currency -> day -> amount
+
 
 @dataclass
 class Dashboard:
@@ -67,6 +95,8 @@ class Dashboard:
     totals: Row
     buckets: list[dict]
     refusals_by_rule: list[tuple[str, int]]
+    open_incidents: int = 0
+    trends: Trends | None = None
 
 
 def _attempt_stats(f: DashboardFilters, group: str) -> dict:
@@ -152,9 +182,51 @@ def recovery_by_bucket(f: DashboardFilters) -> list[dict]:
     for bucket, currency in sorted(set(owed) | set(got)):
         recovered = got.get((bucket, currency), Decimal(0))
         base = recovered + owed.get((bucket, currency), Decimal(0))
+        rate = float(recovered / base) if base else None
         out.append({"bucket": bucket, "currency": currency, "recovered": recovered, "outstanding": base - recovered,
-                    "rate": float(recovered / base) if base else None})
+                    "rate": rate, "rate_text": pct(rate)})
     return out
+
+
+def daily_trends(f: DashboardFilters) -> Trends:
+    """Per local day: outbound attempts and contacts, promises kept (by promised date) and money
+    received per currency. Three GROUP BY queries whatever the period."""
+    first = max(f.date_from, f.date_to - timedelta(days=TREND_MAX_DAYS - 1))
+    start = timezone.make_aware(datetime.combine(first, time.min))
+    tz = timezone.get_current_timezone()
+    attempts = ContactAttempt.objects.filter(occurred_at__gte=start, occurred_at__lt=f.end, direction="outbound")
+    kept = PromiseToPay.objects.filter(status="kept", due_date__gte=first, due_date__lte=f.date_to)
+    payments = Payment.objects.filter(paid_at__gte=start, paid_at__lt=f.end)
+    if f.lender_id:
+        attempts = attempts.filter(lender_id=f.lender_id)
+        kept = kept.filter(account__lender_id=f.lender_id)
+        payments = payments.filter(account__lender_id=f.lender_id)
+    if f.agent_id:
+        attempts = attempts.filter(agent_id=f.agent_id)
+        kept = kept.filter(created_by_id=f.agent_id)
+        payments = payments.filter(account__assigned_agent_id=f.agent_id)
+    att = (attempts.annotate(day=TruncDate("occurred_at", tzinfo=tz)).values("day")
+           .annotate(n=Count("id"), contacts=Count("id", filter=Q(outcome__in=CONTACT_OUTCOMES))).order_by())
+    recovered: dict[str, dict[date, Decimal]] = defaultdict(dict)
+    for r in (payments.annotate(day=TruncDate("paid_at", tzinfo=tz)).values("day", "currency")
+              .annotate(total=Sum("amount")).order_by()):
+        recovered[r["currency"]][r["day"]] = r["total"]
+    rows = list(att)
+    return Trends(
+        days=[first + timedelta(days=i) for i in range((f.date_to - first).days + 1)],
+        attempts={r["day"]: r["n"] for r in rows}, contacts={r["day"]: r["contacts"] for r in rows},
+        promises_kept=dict(kept.values("due_date").annotate(n=Count("id")).order_by().values_list("due_date", "n")),
+        recovered=dict(sorted(recovered.items())),
+    )
+
+
+def open_incident_count(f: DashboardFilters) -> int:
+    qs = Incident.objects.filter(status=Incident.Status.OPEN)
+    if f.lender_id:
+        qs = qs.filter(lender_id=f.lender_id)
+    if f.agent_id:
+        qs = qs.filter(agent_id=f.agent_id)
+    return qs.count()
 
 
 def dashboard(*, filters: DashboardFilters) -> Dashboard:
@@ -190,7 +262,8 @@ def dashboard(*, filters: DashboardFilters) -> Dashboard:
         for cur, amount in r.recovered.items():
             totals.recovered[cur] = totals.recovered.get(cur, Decimal(0)) + amount
     return Dashboard(filters=f, by_lender=by_lender, by_agent=by_agent, totals=totals,
-                     buckets=recovery_by_bucket(f), refusals_by_rule=refusals_by_rule(f))
+                     buckets=recovery_by_bucket(f), refusals_by_rule=refusals_by_rule(f),
+                     open_incidents=open_incident_count(f), trends=daily_trends(f))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,3 +282,23 @@ def bar_chart(*, title: str, items: list[tuple[str, float, str]]) -> dict:
                      "text": text, "tx": LABEL_W + (PLOT_W * value / peak if value else 0) + 6})
     return {"title": title, "bars": bars, "height": max(1, len(items)) * (BAR_H + GAP), "label_w": LABEL_W,
             "width": LABEL_W + PLOT_W + 90, "bar_h": BAR_H}
+
+
+COL_W, COL_GAP, COL_PLOT_H, COL_AXIS = 14, 3, 140, 34
+
+
+def column_chart(*, title: str, points: list[tuple[date, float, str]]) -> dict:
+    """Vertical bars over time (one per day). ``points``: (day, value, text for the tooltip); the
+    first, middle and last days are labelled under the axis, the peak value above the plot."""
+    peak = max((v for _d, v, _t in points), default=0) or 0
+    cols = []
+    for i, (day, value, text) in enumerate(points):
+        h = COL_PLOT_H * value / peak if peak and value else 0
+        cols.append({"x": i * (COL_W + COL_GAP), "y": 16 + COL_PLOT_H - h, "h": h, "label": day.isoformat(),
+                     "text": text})
+    n = len(points)
+    ticks = [{"x": cols[i]["x"], "label": points[i][0].strftime("%m-%d")} for i in sorted({0, n // 2, n - 1})] if n else []
+    return {"title": title, "cols": cols, "ticks": ticks, "col_w": COL_W, "base_y": 16 + COL_PLOT_H,
+            "tick_y": 16 + COL_PLOT_H + 16, "height": 16 + COL_PLOT_H + COL_AXIS,
+            "width": max(1, n) * (COL_W + COL_GAP) + 40, "has_data": bool(peak),
+            "peak_text": next((t for _d, v, t in points if v == peak), "") if peak else ""}

@@ -207,3 +207,31 @@ def audit_search_iter(*, filters: AuditFilters, term: str = "", batch: int = 200
         if len(rows) < batch:
             return
         before_id = rows[-1].id
+
+
+def policy_rules_diff(*, before: list[dict], after: list[dict]) -> list[dict]:
+    """Rule by rule (matched by code): added, removed, or changed with the fields that differ.
+    Each item: {"code", "status": "added" | "removed" | "changed", "changes": [(field, old, new)]}."""
+    old = {r["code"]: r for r in before}
+    new = {r["code"]: r for r in after}
+    out = []
+    for code in [*old, *(c for c in new if c not in old)]:
+        if code not in new:
+            out.append({"code": code, "status": "removed", "changes": []})
+        elif code not in old:
+            out.append({"code": code, "status": "added", "changes": []})
+        else:
+            a, b = old[code], new[code]
+            changes = [(key, _show(a.get(key)), _show(b.get(key))) for key in [*a, *(k for k in b if k not in a)]
+                       if a.get(key) != b.get(key)]
+            if changes:
+                out.append({"code": code, "status": "changed", "changes": changes})
+    return out
+
+
+def _show(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from cases.models import JURISDICTIONS, Borrower, ContactAttempt, Lender, User
+from cases.models import JURISDICTIONS, Borrower, ContactAttempt, Lender, OverdueAccount, User
 from compliance import rules
 from compliance.audit import audit_log
 from compliance.models import Policy
@@ -25,6 +25,7 @@ HOLD_FIELDS = Borrower.HOLD_FIELDS
 # What-if replay: how would a policy version have treated the attempts we actually recorded?
 
 WHATIF_MAX_ATTEMPTS = 100_000
+WHATIF_MAX_CHANGED = 50  # attempts listed in the drill-down (all are counted)
 
 
 @dataclass
@@ -46,6 +47,10 @@ class WhatIfResult:
     baseline: ReplayResult | None
     notes: list[str] = field(default_factory=list)
     breaches: int = 0  # contacts stored as breaches in the period (reported after the fact)
+    #: Attempts decided differently by this version and the one in force (the first WHATIF_MAX_CHANGED):
+    #: account_id, account_ref, at, channel, outcome, draft (rule codes), baseline (rule codes)
+    changed: list[dict] = field(default_factory=list)
+    changed_total: int = 0
 
     def rule_rows(self) -> list[tuple[str, int, int | None]]:
         codes = sorted(set(self.draft.by_rule) | set(self.baseline.by_rule if self.baseline else ()))
@@ -100,6 +105,8 @@ def policy_whatif_replay(
     targets = [(draft_rules, draft)] + ([(base_rules, base)] if base_rules else [])
     truncated = False
     seen = 0
+    changed: list[dict] = []
+    changed_total = 0
     current_person = None
     # (history, times) per group: the person, or a record without a person key on its own
     groups: dict[object, tuple[list[rules.Attempt], list[datetime]]] = {}
@@ -130,21 +137,33 @@ def policy_whatif_replay(
                                       accounts=tuple(others or ()), borrower_id=borrower_id, address=phone)
             lo = bisect_right(times, at - window)
             past = history[lo:]
+            decisions = []
             for pol, result in targets:
                 decision = rules.evaluate(policy=pol, facts=facts, history=past, proposal=proposal)
+                decisions.append(decision)
                 result.evaluated += 1
                 if not decision.allowed:
                     result.refused += 1
                     for v in decision.violations:
                         result.by_rule[v.code] = result.by_rule.get(v.code, 0) + 1
+            if len(decisions) == 2 and decisions[0].allowed != decisions[1].allowed:
+                changed_total += 1
+                if len(changed) < WHATIF_MAX_CHANGED:
+                    changed.append({"account_id": account_id, "at": at, "channel": channel, "outcome": outcome,
+                                    "draft": [v.code for v in decisions[0].violations],
+                                    "baseline": [v.code for v in decisions[1].violations]})
         history.append(attempt)
         times.append(at)
     notes = []
     if truncated:
         notes.append(f"Stopped after {max_attempts} attempts; the figures cover the earliest persons only.")
     breaches = in_scope.filter(occurred_at__gt=since, is_breach=True).count()
+    # The drill-down's account references: one query for the listed attempts.
+    refs = dict(OverdueAccount.objects.filter(pk__in={c["account_id"] for c in changed}).values_list("pk", "external_ref"))
+    for c in changed:
+        c["account_ref"] = refs.get(c["account_id"], f"#{c['account_id']}")
     return WhatIfResult(code=policy.code, days=days, since=since, attempts=seen, truncated=truncated, draft=draft,
-                        baseline=base, notes=notes, breaches=breaches)
+                        baseline=base, notes=notes, breaches=breaches, changed=changed, changed_total=changed_total)
 
 
 # ---------------------------------------------------------------------------------------------

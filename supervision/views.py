@@ -24,13 +24,23 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from cases.importers.selectors import money
 from cases.models import User
+from cases.views.presenters import RULE_TITLES
 from compliance import selectors as core_selectors
 from compliance import services as core_services
 from compliance.models import Incident, Policy
 
 from . import dashboards, selectors, services
-from .forms import AgentSettingsForm, AuditSearchForm, DashboardFilterForm, PolicyDraftForm, WhatIfForm
+from .forms import (
+    RULE_FIELD_LABELS,
+    AgentSettingsForm,
+    AuditSearchForm,
+    DashboardFilterForm,
+    PolicyDraftForm,
+    PolicyRulesForm,
+    WhatIfForm,
+)
 
 EXPORT_MAX_ROWS = 1_000_000  # one Excel sheet's limit; CSV follows the same cap
 EXPORT_COLUMNS = ["id", "created_at", "actor", "lender_id", "action", "subject", "account_id", "borrower_id",
@@ -77,9 +87,20 @@ def home(request):
         lender_id=d["lender"].pk if d.get("lender") else None, agent_id=d["agent"].pk if d.get("agent") else None,
     )
     board = dashboards.dashboard(filters=filters)
-    def pct(v):
-        # One decimal below 10 %: recovery rates are often small, and "0%" next to a bar misleads.
-        return "–" if v is None else (f"{v:.1%}" if v < 0.1 else f"{v:.0%}")
+    pct = dashboards.pct
+    titles = {code: str(RULE_TITLES.get(code, code)) for code, _n in board.refusals_by_rule}
+    trends = board.trends
+    trend_charts = [
+        dashboards.column_chart(title=_("Contacts per day"), points=[
+            (d, trends.contacts.get(d, 0), f"{d:%Y-%m-%d}: {trends.contacts.get(d, 0)} / {trends.attempts.get(d, 0)}")
+            for d in trends.days]),
+        dashboards.column_chart(title=_("Promises kept per day"), points=[
+            (d, trends.promises_kept.get(d, 0), f"{d:%Y-%m-%d}: {trends.promises_kept.get(d, 0)}") for d in trends.days]),
+        *(dashboards.column_chart(
+            title=_("Recovered per day (%(currency)s)") % {"currency": cur}, points=[
+                (d, float(by_day.get(d, 0)), f"{d:%Y-%m-%d}: {money(by_day.get(d, 0))} {cur}") for d in trends.days])
+          for cur, by_day in trends.recovered.items()),
+    ]
     charts = [
         dashboards.bar_chart(title=_("Contact rate by agent"),
                              items=[(r.label, r.contact_rate or 0, pct(r.contact_rate)) for r in board.by_agent[:15]]),
@@ -94,10 +115,12 @@ def home(request):
             (f"{b['bucket']} {b['currency']}", b["rate"] or 0, pct(b["rate"])) for b in board.buckets
         ]),
         dashboards.bar_chart(title=_("Compliance refusals by rule"),
-                             items=[(code, n, str(n)) for code, n in board.refusals_by_rule[:15]]),
+                             items=[(titles[code], n, str(n)) for code, n in board.refusals_by_rule[:15]]),
     ]
     return render(request, "compliance/dashboard.html", {
-        "form": form, "board": board, "charts": charts, "last_verification": core_selectors.audit_verification_last(),
+        "form": form, "board": board, "charts": charts, "trend_charts": trend_charts,
+        "refusal_rows": [(code, titles[code], n) for code, n in board.refusals_by_rule],
+        "last_verification": core_selectors.audit_verification_last(),
     })
 
 
@@ -289,32 +312,60 @@ def policy_list(request):
     })
 
 
+def _rules_in_force(code: str) -> tuple[Policy | None, list[dict]]:
+    try:
+        row = core_selectors.policy_row_in_force(code=code, at=timezone.now())
+    except ValidationError:
+        return None, []
+    return row, row.rules.get("rules", [])
+
+
+def _diff_rows(diff: list[dict]) -> list[dict]:
+    """Rule names and field labels for the diff table (the codes and keys stay beside them)."""
+    return [{**d, "title": RULE_TITLES.get(d["code"], ""),
+             "changes": [(RULE_FIELD_LABELS.get(key, key), key, old, new) for key, old, new in d["changes"]]}
+            for d in diff]
+
+
 @require_http_methods(["GET", "POST"])
 @supervisor_required
 def policy_draft(request, code: str):
+    """A new draft from the latest version: its rules' values as a form (preview shows the diff
+    against the version in force; save creates the draft), or, to add or remove rules, as JSON."""
     latest = Policy.objects.filter(code=code).order_by("-version").first()
     if latest is None:
         get_object_or_404(Policy, code=code)  # unknown jurisdiction: 404
+    in_force, in_force_rules = _rules_in_force(code)
+    start_rules = latest.rules.get("rules", [])
+    initial = {"name": latest.name, "effective_from": timezone.localtime() + timedelta(days=7)}
+    edit = PolicyRulesForm(prefix="edit", code=code, base_rules=start_rules, initial=initial)
+    form = PolicyDraftForm(code=code, initial={
+        **initial, "rules": json.dumps(start_rules, ensure_ascii=False, indent=1)})
+    diff = None
     if request.method == "POST":
-        form = PolicyDraftForm(request.POST, code=code)
-        if form.is_valid():
-            d = form.cleaned_data
-            try:
-                row = core_services.policy_draft_create(
-                    actor=request.user, code=code, data={"name": d["name"], "rules": d["rules"]},
-                    effective_from=d["effective_from"],
-                )
-            except ValidationError as exc:
-                form.add_error(None, exc)
-            else:
-                messages.success(request, _("Draft %(code)s v%(version)s saved.") % {"code": code, "version": row.version})
-                return redirect("supervisor-policy", pk=row.pk)
-    else:
-        form = PolicyDraftForm(code=code, initial={
-            "name": latest.name, "effective_from": timezone.localtime() + timedelta(days=7),
-            "rules": json.dumps(latest.rules.get("rules", []), ensure_ascii=False, indent=1),
-        })
-    return render(request, "compliance/policy_draft.html", {"form": form, "code": code, "latest": latest})
+        if "rules" in request.POST:  # the JSON path
+            form = PolicyDraftForm(request.POST, code=code)
+            target, new_rules = form, (form.cleaned_data["rules"] if form.is_valid() else None)
+        else:
+            edit = PolicyRulesForm(request.POST, prefix="edit", code=code, base_rules=start_rules)
+            target, new_rules = edit, (edit.rules() if edit.is_valid() else None)
+        if new_rules is not None:
+            diff = _diff_rows(selectors.policy_rules_diff(before=in_force_rules, after=new_rules))
+            if target is form or request.POST.get("action") == "save":
+                d = target.cleaned_data
+                try:
+                    row = core_services.policy_draft_create(
+                        actor=request.user, code=code, data={"name": d["name"], "rules": new_rules},
+                        effective_from=d["effective_from"],
+                    )
+                except ValidationError as exc:
+                    target.add_error(None, exc)
+                else:
+                    messages.success(request, _("Draft %(code)s v%(version)s saved.") % {"code": code, "version": row.version})
+                    return redirect("supervisor-policy", pk=row.pk)
+    return render(request, "compliance/policy_draft.html", {
+        "form": form, "edit": edit, "code": code, "latest": latest, "in_force": in_force, "diff": diff,
+    })
 
 
 @require_GET
@@ -325,8 +376,15 @@ def policy_detail(request, pk: int):
     result = None
     if form.is_bound and form.is_valid():
         result = services.policy_whatif_replay(policy=policy, days=form.cleaned_data["days"])
+        for c in result.changed:  # rule names for the drill-down
+            c["draft_titles"] = [(code, RULE_TITLES.get(code, "")) for code in c["draft"]]
+            c["baseline_titles"] = [(code, RULE_TITLES.get(code, "")) for code in c["baseline"]]
+    in_force, in_force_rules = _rules_in_force(policy.code)
+    diff = None
+    if in_force is not None and in_force.pk != policy.pk:
+        diff = _diff_rows(selectors.policy_rules_diff(before=in_force_rules, after=policy.rules.get("rules", [])))
     return render(request, "compliance/policy_detail.html", {
-        "policy": policy, "form": form, "result": result,
+        "policy": policy, "form": form, "result": result, "diff": diff, "in_force": in_force,
         "rules_json": json.dumps(policy.rules, ensure_ascii=False, indent=1),
     })
 

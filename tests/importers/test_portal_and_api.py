@@ -205,7 +205,7 @@ def test_portal_speaks_chinese_by_default_and_reports_in_the_uploaders_language(
     user = f.user(role="lender", lender=f.lender())
     client.force_login(user)
     page = client.get(reverse("portal-home")).content.decode()
-    assert "委托机构门户" in page and "上传文件" in page
+    assert "委托方门户" in page and "上传文件" in page
     from cases.importers.services import placement_batch_create, placement_batch_process
 
     batch = placement_batch_create(actor=user, file=fixture_file("placements_broken.csv"), language="zh-hans")

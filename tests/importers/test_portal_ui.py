@@ -130,7 +130,7 @@ def test_templates_have_every_column_and_are_read_back_by_the_importer(lender_cl
     body = lender_client.get(reverse("portal-template", args=[lang, "csv"])).content.decode("utf-8-sig")
     header = next(csv.reader(io.StringIO(body)))
     resolved = resolve_header(header)
-    assert not resolved.missing and not resolved.ignored and not resolved.duplicates and len(header) == 15
+    assert not resolved.missing and not resolved.ignored and not resolved.duplicates and len(header) == 18  # 15 + interest, fees, costs (balance parts)
     assert ("合同编号" in header) == (lang == "zh")
     xlsx = lender_client.get(reverse("portal-template", args=[lang, "xlsx"]))
     ws = load_workbook(io.BytesIO(xlsx.content), read_only=True).worksheets[0]
