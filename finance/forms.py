@@ -23,3 +23,23 @@ class SettlementOfferForm(forms.Form):
 class SettlementDecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("approve", _("Approve")), ("decline", _("Decline"))])
     note = forms.CharField(label=_("Note"), max_length=500, required=False)
+
+
+class PaymentFileForm(forms.Form):
+    file = forms.FileField(label=_("Payment file (CSV or XLSX)"))
+    # Supervisors only (bank statements): match one lender's accounts, or every lender's.
+    lender = forms.ModelChoiceField(label=_("Lender"), queryset=None, required=False,
+                                    empty_label=_("Any lender (by account reference)"))
+
+    def __init__(self, *args, lenders=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if lenders is None:
+            del self.fields["lender"]
+        else:
+            self.fields["lender"].queryset = lenders
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if not upload.name.lower().endswith((".csv", ".xlsx")):
+            raise forms.ValidationError(_("Upload a .csv or .xlsx file."))
+        return upload

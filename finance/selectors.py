@@ -7,14 +7,16 @@ from decimal import Decimal
 from cases.models import OverdueAccount, Payment, User
 from cases.selectors import account_list_for_user
 
-from .models import PARTS, ZERO, AccountBalance, PaymentAllocation, Settlement
+from .models import ZERO, AccountBalance, PaymentAllocation, Settlement
 
 
 def account_balance_parts(*, account: OverdueAccount) -> dict[str, Decimal]:
-    """The parts as stored; an account no payment has touched yet is all principal (nothing is written)."""
+    """The parts as stored; for an account no payment has touched yet, the placed parts (nothing is written)."""
+    from .services import initial_parts
+
     ab = AccountBalance.objects.filter(account_id=account.pk).first()
     if ab is None:
-        return {**dict.fromkeys(PARTS, ZERO), "principal": account.balance}
+        return initial_parts(account=account, balance=account.balance)
     return ab.parts()
 
 

@@ -69,16 +69,41 @@ def split(*, amount: Decimal, parts: dict[str, Decimal], order: list[str]) -> tu
     return paid, remaining
 
 
+def initial_parts(*, account: OverdueAccount, balance: Decimal) -> dict[str, Decimal]:
+    """The parts an account starts with: those its placement file gave (``extra["balance_parts"]``, written by
+    both placement pipelines) with the rest of ``balance`` as principal; else all principal. Should the balance
+    have dropped below the placed parts since, the difference comes off in reverse allocation order."""
+    parts = {**dict.fromkeys(PARTS, ZERO), "principal": balance}
+    placed = (account.extra or {}).get("balance_parts") if isinstance(account.extra, dict) else None
+    if not placed:
+        return parts
+    try:
+        given = {p: cents(Decimal(str(placed.get(p, "0")))) for p in ("interest", "fees", "costs")}
+    except ArithmeticError:  # hand-edited extra: fall back to all principal rather than fail a payment
+        return parts
+    if any(v < 0 for v in given.values()):
+        return parts
+    over = sum(given.values(), ZERO) - balance
+    if over > 0:
+        order, _v = allocation_order_in_force(lender_id=account.lender_id)
+        cut, _rest = split(amount=over, parts={**given, "principal": ZERO}, order=list(reversed(order)))
+        given = {p: given[p] - cut[p] for p in given}
+    return {**given, "principal": balance - sum(given.values(), ZERO)}
+
+
 def _balance_locked(*, account: OverdueAccount, balance: Decimal) -> AccountBalance:
     """The account's parts, locked (the account must already be locked by the caller).
 
-    Created on first use with the whole ``balance`` as principal. If the lender changed the balance since
+    Created on first use with ``initial_parts`` (the placement's parts, else all principal). If the lender
+    changed the balance since
     (a placement update), the parts follow it: an increase is principal, a decrease comes off the parts in
     reverse allocation order; the placed amounts move with it so the invariant keeps holding.
     """
     ab = AccountBalance.objects.select_for_update().filter(account_id=account.pk).first()
     if ab is None:
-        ab = AccountBalance(account=account, currency=account.currency, principal=balance, placed_principal=balance)
+        start = initial_parts(account=account, balance=balance)
+        ab = AccountBalance(account=account, currency=account.currency, **start,
+                            **{f"placed_{p}": v for p, v in start.items()})
         ab.full_clean(validate_unique=False)
         ab.save(force_insert=True)
         return ab

@@ -1,4 +1,4 @@
-"""Remittance statements: issue (services), lines and exports (CSV, PDF). See ``finance.models.Statement``.
+"""Remittance statements: issue (services), lines and exports (CSV, XLSX, PDF). See ``finance.models.Statement``.
 
 Issuing is a handful of indexed aggregates per lender (allocations, reversals, commission, each by
 ``(lender, recorded time)``); the lines are read back with the same ranges, so they always add up to the totals.
@@ -173,6 +173,40 @@ def statement_csv(*, statement: Statement) -> str:
                     csv_safe(line["reference"]), "" if line["amount"] is None else str(line["amount"]),
                     "" if line["commission"] is None else str(line["commission"])])
     return out.getvalue()
+
+
+def statement_xlsx(*, statement: Statement) -> bytes:
+    """The CSV's content as a workbook: amounts are numeric cells (Decimal, never float), text cells formula-safe
+    (openpyxl stores a string starting with "=" as a formula)."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(title=statement.currency)
+    for k, v in _summary(statement):
+        ws.append([k, csv_safe(v)])
+    ws.append([])
+    ws.append([_("Recorded at"), _("Type"), _("Account"), _("Reference"), _("Amount"), _("Commission")])
+    for line in statement_lines(statement=statement):
+        ws.append([line["at"].astimezone(UTC).isoformat(), _kind_label(line["kind"]), csv_safe(line["account"]),
+                   csv_safe(line["reference"]), line["amount"], line["commission"]])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "pdf": "application/pdf",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def statement_file(*, statement: Statement, fmt: str) -> tuple[bytes, str, str]:
+    """(content, content type, file name) of a statement download in ``fmt`` (csv, pdf or xlsx)."""
+    render = {"csv": lambda: statement_csv(statement=statement).encode("utf-8"),
+              "pdf": lambda: statement_pdf(statement=statement), "xlsx": lambda: statement_xlsx(statement=statement)}
+    name = f"statement-{statement.lender.code}-{statement.currency}-{statement.period_end:%Y%m%d}-{statement.pk}.{fmt}"
+    return render[fmt](), CONTENT_TYPES[fmt], name
 
 
 def statement_pdf(*, statement: Statement) -> bytes:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("settlements/", views.settlement_queue, name="settlements"),
     path("settlements/<int:pk>/decide/", views.settlement_decide, name="settlement-decide"),
     path("statements/", views.statement_list, name="statements"),
+    path("payments/upload/", views.payment_file_upload, name="payment-upload"),
     path("statements/issue/", views.statement_issue, name="statement-issue"),
-    re_path(r"^statements/(?P<pk>[0-9]+)\.(?P<fmt>csv|pdf)$", views.statement_download, name="statement-download"),
+    re_path(r"^statements/(?P<pk>[0-9]+)\.(?P<fmt>csv|pdf|xlsx)$", views.statement_download, name="statement-download"),
 ]

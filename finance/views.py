@@ -11,15 +11,15 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cases.models import Lender
 from cases.selectors import account_list_for_user
 from cases.views.workspace import workspace_view
 from supervision.views import supervisor_required
 
-from . import selectors, services, statements
-from .forms import SettlementDecisionForm, SettlementOfferForm
+from . import payment_files, selectors, services, statements
+from .forms import PaymentFileForm, SettlementDecisionForm, SettlementOfferForm
 from .models import Settlement
 
 
@@ -118,12 +118,9 @@ def statement_download(request, pk: int, fmt: str):
     st = statements.statement_for_user(user=request.user, pk=pk)
     if st is None:
         raise Http404
-    name = f"statement-{st.lender.code}-{st.currency}-{st.period_end:%Y%m%d}-{st.pk}"
-    if fmt == "csv":
-        response = HttpResponse(statements.statement_csv(statement=st), content_type="text/csv; charset=utf-8")
-    else:
-        response = HttpResponse(statements.statement_pdf(statement=st), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    content, content_type, name = statements.statement_file(statement=st, fmt=fmt)
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
 
@@ -143,3 +140,29 @@ def statement_issue(request):
     else:
         messages.success(request, _("%(n)s statement(s) issued.") % {"n": len(issued)})
     return redirect("finance:statements")
+
+
+# ---- payment files ---------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@_statement_user
+def payment_file_upload(request):
+    """Lender users: a "the borrower paid us" file for their accounts. Supervisors: a bank / payment-provider
+    statement, for one lender's accounts or any lender's. The result lists every line not recorded."""
+    user = request.user
+    lenders = None if user.is_lender_user else Lender.objects.order_by("name")
+    form = PaymentFileForm(request.POST or None, request.FILES or None, lenders=lenders)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        lender = user.lender if user.is_lender_user else form.cleaned_data.get("lender")
+        try:
+            result = payment_files.payment_file_import(
+                actor=user, content=upload.read(payment_files.MAX_BYTES + 1), name=upload.name, lender=lender,
+                source="lender_file" if user.is_lender_user else "bank_file")
+        except ValidationError as exc:
+            form.add_error("file", _errors(exc))
+    return render(request, "finance/payment_upload.html", {"form": form, "result": result,
+                                                          "supervisor": not user.is_lender_user},
+                  status=400 if request.method == "POST" and result is None else 200)

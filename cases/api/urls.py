@@ -1,6 +1,7 @@
 from rest_framework.routers import DefaultRouter
 
 from finance.api import PaymentViewSet
+from finance.api_statements import StatementViewSet
 
 from .placements import PlacementViewSet
 from .views import AccountViewSet, ContactAttemptViewSet
@@ -20,4 +21,5 @@ router.register("accounts", AccountViewSet, basename="account")
 router.register("placements", PlacementViewSet, basename="placement")
 router.register("contact-attempts", ContactAttemptViewSet, basename="contact-attempt")
 router.register("payments", PaymentViewSet, basename="payment")  # finance: lender-reported payments
+router.register("statements", StatementViewSet, basename="statement")  # finance: remittance statements
 urlpatterns = router.urls

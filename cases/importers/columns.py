@@ -45,6 +45,10 @@ COLUMNS: tuple[Column, ...] = (
            ("due date", "due", "到期日", "到期日期", "应还日期", "应还款日", "还款日")),
     Column("last_payment_date", _("Last payment date"), False,
            ("last payment date", "last paid", "最后还款日", "最后还款日期", "上次还款日期")),
+    # Optional parts of the outstanding balance (finance.AccountBalance); the rest of the balance is principal.
+    Column("interest", _("Interest"), False, ("interest", "interest due", "利息", "逾期利息", "应还利息")),
+    Column("fees", _("Fees"), False, ("fees", "fee", "charges", "费用", "手续费", "服务费")),
+    Column("costs", _("Costs"), False, ("costs", "collection costs", "成本", "催收成本", "诉讼费用")),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 REQUIRED = tuple(c.key for c in COLUMNS if c.required)

@@ -39,7 +39,8 @@ _AMOUNT_STRIP = str.maketrans("", "", ", ¥￥$")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 # The single-valued columns, in the order RowValidator reads them (phones may repeat: read apart).
 _KEYS = ("external_ref", "reason", "borrower_name", "national_id", "email", "address", "region", "time_zone",
-         "jurisdiction", "product", "principal", "balance", "currency", "due_date", "last_payment_date")
+         "jurisdiction", "product", "principal", "balance", "currency", "due_date", "last_payment_date",
+         "interest", "fees", "costs")
 
 
 @lru_cache(maxsize=1)
@@ -154,6 +155,8 @@ class CleanRow:
     days_past_due: int = 0
     bucket: str = "M0"
     reason: str = ""
+    # Balance parts given by the file ({"interest", "fees", "costs"} as text); None when the file has none.
+    parts: dict | None = None
 
     @property
     def borrower_key(self) -> str:
@@ -189,7 +192,7 @@ class RowValidator:
         n, w = len(values), self.width
         row_values = values[:w] + self._pad[n:] if n <= w else values[:w] + self._pad[w:]
         (v_ref, v_reason, v_name, v_nid, v_email, v_address, v_region, v_tz, v_jur, v_product, v_principal,
-         v_balance, v_ccy, v_due, v_lpd) = self._get(row_values)
+         v_balance, v_ccy, v_due, v_lpd, v_interest, v_fees, v_costs) = self._get(row_values)
         errors: list[tuple[str, str]] = []
         h = self.headers
         # NUL cannot be stored in PostgreSQL text (one would fail the COPY of the whole file). One join
@@ -263,7 +266,9 @@ class RowValidator:
         row.jurisdiction = jur or self.default_jurisdiction
         row.product = _text(v_product)[:100]
 
-        for key, value in (("principal", v_principal), ("balance", v_balance)):
+        parts: dict[str, Decimal] = {}
+        for key, value in (("principal", v_principal), ("balance", v_balance), ("interest", v_interest),
+                           ("fees", v_fees), ("costs", v_costs)):
             if value is None or _text(value) == "":
                 if key == "balance":
                     errors.append((h["balance"], _("Outstanding balance is empty.")))
@@ -279,8 +284,15 @@ class RowValidator:
                 errors.append((h[key], _("Amount is too large.")))
             elif amount != amount.quantize(CENT):
                 errors.append((h[key], _("Amount has more than two decimals.")))
+            elif key in ("interest", "fees", "costs"):
+                parts[key] = amount.quantize(CENT)
             else:
                 setattr(row, key, amount)
+        if parts and row.balance is not None:
+            if sum(parts.values()) > row.balance:
+                errors.append((h[next(iter(parts))], _("Interest, fees and costs add up to more than the outstanding balance.")))
+            else:
+                row.parts = {k: str(parts.get(k, Decimal("0.00"))) for k in ("interest", "fees", "costs")}
 
         ccy = _text(v_ccy).upper()
         if ccy:

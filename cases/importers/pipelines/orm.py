@@ -165,7 +165,8 @@ def _orm_place(batch: PlacementBatch, rows: list[CleanRow], *, created_borrowers
                 lender_id=batch.lender_id, borrower_id=borrowers[r.borrower_key], external_ref=r.external_ref,
                 product=r.product, principal=r.principal, balance=r.balance, currency=r.currency, due_date=r.due_date,
                 last_payment_date=r.last_payment_date, days_past_due=r.days_past_due, bucket=r.bucket,
-                status=OverdueAccount.Status.NEW, extra={"batch": batch.pk},
+                status=OverdueAccount.Status.NEW,
+                extra={"batch": batch.pk, **({"balance_parts": r.parts} if r.parts else {})},
             ))
             continue
         old = {k: getattr(a, k) for k in base.COMPARED}

@@ -132,7 +132,7 @@ _COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 PLACEMENT_STAGE_COLUMNS = (
     "line", "external_ref", "borrower_key", "borrower_name", "national_id", "phones", "emails", "address", "region",
     "jurisdiction", "time_zones", "product", "principal", "balance", "currency", "due_date", "last_payment_date",
-    "days_past_due", "bucket",
+    "days_past_due", "bucket", "parts",
 )
 
 
@@ -154,6 +154,14 @@ def _json_list(items: list[str]) -> str:
     return '["' + '","'.join(items) + '"]'
 
 
+def _parts(row: CleanRow) -> str:
+    # Validated amounts as text: no escaping needed. Stored in the account's extra (finance reads it).
+    if row.parts is None:
+        return "\\N"
+    p = row.parts
+    return f'{{"interest":"{p["interest"]}","fees":"{p["fees"]}","costs":"{p["costs"]}"}}'
+
+
 def copy_line(row: CleanRow) -> str:
     """One staging row in PostgreSQL COPY text format."""
     # Fast path: the free-text fields need no COPY escaping (nearly always). The other fields are
@@ -168,6 +176,7 @@ def copy_line(row: CleanRow) -> str:
         row.address, row.region, row.jurisdiction, f'["{row.time_zone}"]' if row.time_zone else "[]", row.product,
         str(row.principal), str(row.balance), row.currency, row.due_date.isoformat(),
         row.last_payment_date.isoformat() if row.last_payment_date else "\\N", str(row.days_past_due), row.bucket,
+        _parts(row),
     )) + "\n"
 
 
@@ -179,6 +188,7 @@ def _copy_line_escaped(row: CleanRow) -> str:
         _c(_json_list([row.time_zone] if row.time_zone else [])), _c(row.product),
         str(row.principal), str(row.balance), row.currency, row.due_date.isoformat(),
         row.last_payment_date.isoformat() if row.last_payment_date else "\\N", str(row.days_past_due), row.bucket,
+        _parts(row),
     )) + "\n"
 
 
@@ -247,6 +257,7 @@ class PgStage:
                     " borrower_name text, national_id text, phones jsonb, emails jsonb, address text, region text,"
                     " jurisdiction text, time_zones jsonb, product text, principal numeric(14,2), balance numeric(14,2),"
                     " currency text, due_date date, last_payment_date date, days_past_due integer, bucket text,"
+                    " parts jsonb,"
                     f" part smallint GENERATED ALWAYS AS (hashtext(borrower_key) & {PART_BUCKETS - 1}) STORED)"
                 )
 
@@ -584,7 +595,9 @@ def _pg_place(table: str, batch: PlacementBatch, *, suffix: str, timings: dict) 
             f"INSERT INTO cases_overdueaccount (lender_id, borrower_id, external_ref, product, principal, balance,"
             f" currency, due_date, last_payment_date, days_past_due, bucket, status, extra, placed_at, updated_at)"
             f" SELECT %s, m.id, s.external_ref, s.product, s.principal, s.balance, s.currency, s.due_date,"
-            f" s.last_payment_date, s.days_past_due, s.bucket, 'new', jsonb_build_object('batch', %s), %s, %s"
+            f" s.last_payment_date, s.days_past_due, s.bucket, 'new', jsonb_build_object('batch', %s)"
+            f" || CASE WHEN s.parts IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('balance_parts', s.parts) END,"
+            f" %s, %s"
             f" FROM {table} s JOIN {bmap} m ON m.bkey = s.borrower_key"
             f" WHERE NOT EXISTS (SELECT 1 FROM cases_overdueaccount a WHERE a.lender_id = %s"
             f" AND a.external_ref = s.external_ref) ORDER BY m.id, s.line",
