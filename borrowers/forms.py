@@ -103,3 +103,41 @@ class HoldLiftForm(forms.Form):
 class LinkForm(forms.Form):
     external_ref = forms.CharField(label=_("Account reference"), max_length=64)
     channel = forms.ChoiceField(label=_("Send by"), choices=[("sms", _("SMS")), ("email", _("Email"))])
+
+
+class ComplaintForm(_AccountForm):
+    text = forms.CharField(label=_("What happened"), max_length=5000, widget=forms.Textarea(attrs={"rows": 4}))
+
+
+class ThirdPartyComplaintForm(forms.Form):
+    external_ref = forms.CharField(label=_("Account reference"), max_length=64)
+    complainant = forms.CharField(label=_("Complainant's name"), max_length=200)
+    contact = forms.CharField(label=_("Complainant's phone or email"), max_length=200, required=False)
+    text = forms.CharField(label=_("Complaint"), max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class ComplaintAnswerForm(forms.Form):
+    answer = forms.CharField(label=_("Answer"), max_length=5000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class EducationPageForm(forms.Form):
+    title = forms.CharField(label=_("Title"), max_length=200)
+    body = forms.CharField(label=_("Text"), widget=forms.Textarea(attrs={"rows": 8}))
+
+
+class MessageTemplateForm(forms.Form):
+    lender = forms.ModelChoiceField(label=_("Lender"), queryset=None)
+    kind = forms.ChoiceField(label=_("Message"), choices=())
+    language = forms.ChoiceField(label=_("Language"), choices=())
+    subject = forms.CharField(label=_("Email subject"), max_length=200, required=False)
+    body = forms.CharField(label=_("Text"), max_length=2000, widget=forms.Textarea(attrs={"rows": 4}))
+
+    def __init__(self, *args, **kwargs):
+        from cases.models import Lender
+
+        from .models import MessageTemplate
+
+        super().__init__(*args, **kwargs)
+        self.fields["lender"].queryset = Lender.objects.order_by("name")
+        self.fields["kind"].choices = MessageTemplate.Kind.choices
+        self.fields["language"].choices = MessageTemplate.Language.choices

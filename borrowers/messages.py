@@ -29,14 +29,25 @@ def template_variables(template: str) -> set[str]:
         raise ValidationError({"template": _("The template is malformed.")}) from exc
 
 
-def message_render(*, template: str, party: str, account: OverdueAccount, values: dict | None = None) -> str:
+def template_check(*, template: str, party: str, extra: frozenset[str] = frozenset()) -> set[str]:
+    """The variables of a template, or ValidationError: an unknown variable, or (to a third party) a
+    debt variable or a word that names the debt. Used on save (MessageTemplate) and before each send."""
     names = template_variables(template)
-    unknown = names - DEBT_VARIABLES - NEUTRAL_VARIABLES
+    unknown = names - DEBT_VARIABLES - NEUTRAL_VARIABLES - extra
     if unknown:
         raise ValidationError({"template": _("Unknown variables: %(names)s") % {"names": ", ".join(sorted(unknown))}})
-    if party == ContactAttempt.Party.THIRD_PARTY and names & DEBT_VARIABLES:
-        raise ValidationError({"template": _("A message to a third party may not name the debt (%(names)s).") % {
-            "names": ", ".join(sorted(names & DEBT_VARIABLES))}})
+    if party == ContactAttempt.Party.THIRD_PARTY:
+        if names & DEBT_VARIABLES:
+            raise ValidationError({"template": _("A message to a third party may not name the debt (%(names)s).") % {
+                "names": ", ".join(sorted(names & DEBT_VARIABLES))}})
+        if any(w in template.lower() for w in DEBT_WORDS):
+            raise ValidationError({"template": _("A message to a third party may not name the debt.")})
+    return names
+
+
+def message_render(*, template: str, party: str, account: OverdueAccount, values: dict | None = None,
+                   extra: frozenset[str] = frozenset()) -> str:
+    names = template_check(template=template, party=party, extra=extra)
     data = {"lender": account.lender.name, "balance": account.balance, "currency": account.currency,
             "ref": account.external_ref, "due_date": account.due_date.isoformat(),
             "days_past_due": account.days_past_due, "product": account.product, "name": account.borrower.name,
@@ -52,9 +63,17 @@ def message_render(*, template: str, party: str, account: OverdueAccount, values
 
 
 def message_send(*, account: OverdueAccount, actor: User | None, channel: str, party: str, to: str,
-                 template: str, values: dict | None = None) -> ContactAttempt:
-    """Render (checked), pass the gate (recorded or ContactRefused), then hand to the sender."""
+                 template: str = "", values: dict | None = None, kind: str = "") -> ContactAttempt:
+    """Render (checked), pass the gate (recorded or ContactRefused), then hand to the sender. With ``kind``
+    and no ``template``, the lender's stored template in the borrower's language is used."""
     from reminders.senders import OutboundMessage, get_sender
+
+    if not template and kind:
+        language = "zh-hans" if account.borrower.jurisdiction == "CN" else "en"
+        stored = message_template_get(lender_id=account.lender_id, kind=kind, language=language)
+        if stored is None:
+            raise ValidationError({"template": _("This lender has no template for this message.")})
+        template = stored.body
 
     if channel not in ("sms", "email"):
         raise ValidationError({"channel": _("A message goes by SMS or email.")})
@@ -69,5 +88,56 @@ def message_send(*, account: OverdueAccount, actor: User | None, channel: str, p
     attempt = contact_attempt_record(account=account, actor=actor, channel=channel, outcome="delivered", party=party,
                                      phone=to if channel == "sms" else "", email=to if channel == "email" else "",
                                      notes=body[:500], source="web" if actor else "reminder")
-    get_sender(channel).send(OutboundMessage(key=f"message-{attempt.pk}", channel=channel, to=to, body=body))
+    from .receipts import message_delivery_record
+
+    provider_id = get_sender(channel).send(OutboundMessage(key=f"message-{attempt.pk}", channel=channel, to=to,
+                                                           body=body))
+    message_delivery_record(attempt=attempt, channel=channel, provider_message_id=provider_id)
     return attempt
+
+
+# ---- templates per lender and language, edited by supervisors ---------------------------------------
+
+# kind -> (to whom it goes, variables it may use besides the common ones, variables it must use)
+TEMPLATE_KINDS = {
+    "borrower_link": (ContactAttempt.Party.BORROWER, frozenset({"url", "hours"}), frozenset({"url"})),
+    "contact_request": (ContactAttempt.Party.THIRD_PARTY, frozenset(), frozenset()),
+}
+
+
+def message_template_check(*, kind: str, subject: str, body: str) -> None:
+    if kind not in TEMPLATE_KINDS:
+        raise ValidationError({"kind": _("Unknown message kind.")})
+    party, extra, required = TEMPLATE_KINDS[kind]
+    names = template_check(template=body, party=party, extra=extra)
+    template_check(template=subject, party=party, extra=extra)
+    missing = required - names
+    if missing:
+        raise ValidationError({"template": _("The template must use: %(names)s") % {
+            "names": ", ".join(sorted(missing))}})
+
+
+def message_template_save(*, actor: User, lender, kind: str, language: str, subject: str, body: str):
+    """Create or replace the lender's template for the kind and language (supervisors only; checked, audited)."""
+    from .models import MessageTemplate
+
+    if not actor.is_supervisor:
+        raise ValidationError(_("Only supervisors can edit message templates."))
+    body, subject = body.strip(), subject.strip()
+    message_template_check(kind=kind, subject=subject, body=body)
+    with transaction.atomic():
+        row = MessageTemplate.objects.select_for_update().filter(lender=lender, kind=kind, language=language).first()
+        before = row.body if row else None
+        row = row or MessageTemplate(lender=lender, kind=kind, language=language)
+        row.subject, row.body = subject, body
+        row.full_clean()
+        row.save()
+        audit_log(action="borrowers.template.saved", actor=actor, lender_id=lender.pk, subject=row,
+                  data={"kind": kind, "language": language, "before": before, "body": body, "subject": subject})
+    return row
+
+
+def message_template_get(*, lender_id: int, kind: str, language: str):
+    from .models import MessageTemplate
+
+    return MessageTemplate.objects.filter(lender_id=lender_id, kind=kind, language=language).first()

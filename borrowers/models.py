@@ -121,3 +121,102 @@ class ConsentRecord(models.Model):
     value = models.BooleanField()
     source = models.CharField(max_length=20, default="borrower_page")
     recorded_at = models.DateTimeField(auto_now_add=True)
+
+
+class Complaint(models.Model):
+    """A complaint about how collection was done (GB/T 45251 complaint handling): from the borrower on the
+    borrower page or from a third party (entered by staff); assigned to a supervisor, answered by a deadline."""
+
+    class Source(models.TextChoices):
+        BORROWER = "borrower", _("Borrower")
+        THIRD_PARTY = "third_party", _("Third party")
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        ANSWERED = "answered", _("Answered")
+
+    account = models.ForeignKey(OverdueAccount, on_delete=models.PROTECT, related_name="complaints")
+    source = models.CharField(max_length=12, choices=Source.choices)
+    complainant = models.CharField(max_length=200, blank=True)  # a third party's name (the borrower's is known)
+    contact = models.CharField(max_length=200, blank=True)
+    text = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    deadline = models.DateField(help_text="answer due by (BORROWER_COMPLAINT_DAYS after it was received)")
+    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    entered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    answer = models.TextField(blank=True)
+    answered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "deadline"])]
+        constraints = [models.CheckConstraint(
+            name="complaint_answered_has_answer",
+            condition=Q(status="open") | (~Q(answer="") & Q(answered_at__isnull=False)))]
+
+
+class EducationPage(models.Model):
+    """A short page shown on the borrower page (rights, how collection works, where to get advice);
+    one row per topic and language, edited by supervisors."""
+
+    class Language(models.TextChoices):
+        ZH = "zh-hans", "简体中文"
+        EN = "en", "English"
+
+    slug = models.SlugField(max_length=40)
+    language = models.CharField(max_length=10, choices=Language.choices)
+    position = models.PositiveSmallIntegerField(default=0)
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "slug", "language"]
+        constraints = [models.UniqueConstraint(fields=["slug", "language"], name="education_page_unique")]
+
+
+class MessageTemplate(models.Model):
+    """A lender's text for one kind of message in one language, edited by supervisors. Variables are
+    checked on save (``borrowers.messages.template_check``); without a row the built-in text is used."""
+
+    class Kind(models.TextChoices):
+        BORROWER_LINK = "borrower_link", _("Borrower page link")
+        CONTACT_REQUEST = "contact_request", _("Request to call back (third party)")
+
+    class Language(models.TextChoices):
+        ZH = "zh-hans", "简体中文"
+        EN = "en", "English"
+
+    lender = models.ForeignKey("cases.Lender", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    language = models.CharField(max_length=10, choices=Language.choices)
+    subject = models.CharField(max_length=200, blank=True)
+    body = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["lender", "kind", "language"], name="message_template_unique")]
+
+
+class MessageDelivery(models.Model):
+    """The provider's id of a message the platform sent, tying a delivery receipt to its contact attempt."""
+
+    class Status(models.TextChoices):
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+
+    attempt = models.ForeignKey("cases.ContactAttempt", on_delete=models.PROTECT, related_name="+")
+    channel = models.CharField(max_length=10)
+    provider_message_id = models.CharField(max_length=200)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENT)
+    detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "provider_message_id"], name="delivery_provider_id")]

@@ -15,7 +15,7 @@ from compliance import rules
 from compliance.rules.policy import CooldownRule, FrequencyRule, TimeWindowRule
 from compliance.selectors import policy_in_force
 
-from .models import Dispute, PlanProposal
+from .models import Complaint, Dispute, EducationPage, PlanProposal
 
 
 def person_borrowers(*, person: str) -> QuerySet[Borrower]:
@@ -129,3 +129,28 @@ def contact_rules_plain(*, jurisdiction: str) -> Protections:
                 "what": _label(rule.label), "days": rule.days})
     out.lines.append(_("If you dispute a debt, ask us to stop, or have a lawyer, collection contact stops."))
     return out
+
+
+# ---- complaints and education ---------------------------------------------------------------------
+
+
+def complaints_list(*, status: str = "") -> list[Complaint]:
+    """Open ones first, by deadline; each with ``overdue`` (open past its deadline)."""
+    qs = Complaint.objects.select_related("account", "account__lender", "assigned_to").order_by(
+        "-status", "deadline", "pk")  # "open" sorts after "answered": reversed puts open first
+    if status:
+        qs = qs.filter(status=status)
+    today = timezone.localdate()
+    rows = list(qs[:500])
+    for c in rows:
+        c.overdue = c.status == Complaint.Status.OPEN and c.deadline < today
+    return rows
+
+
+def education_pages(*, language: str) -> list[EducationPage]:
+    """One page per topic in the language, else in the other language (a topic never disappears)."""
+    pages: dict[str, EducationPage] = {}
+    for page in EducationPage.objects.order_by("position", "slug"):
+        if page.slug not in pages or page.language == language:
+            pages[page.slug] = page
+    return list(pages.values())

@@ -35,7 +35,17 @@ from compliance.audit import audit_log
 from compliance.selectors import decision_as_dict
 from servicing.throttle import Limit
 
-from .models import AccessToken, ConsentRecord, Dispute, DisputeEvidence, PlanProposal
+from .messages import message_render, message_template_get
+from .models import (
+    AccessToken,
+    Complaint,
+    ConsentRecord,
+    Dispute,
+    DisputeEvidence,
+    EducationPage,
+    PlanProposal,
+)
+from .receipts import message_delivery_record
 from .selectors import person_account_get, person_borrowers
 
 BORROWER = "borrower"  # the audit actor label of the borrower's own actions
@@ -104,14 +114,25 @@ def access_link_send(*, account: OverdueAccount, actor: User | None, channel: st
     attempt = contact_attempt_record(account=account, actor=actor, channel=channel, outcome="delivered",
                                      notes="borrower page link", source="reminder" if actor is None else "web")
     row, raw = access_link_issue(borrower=borrower, actor=actor)
-    with translation.override("zh-hans" if borrower.jurisdiction == "CN" else "en"):
-        body = _("%(lender)s: view your account and options at %(url)s (valid %(hours)s hours). "
-                 "Reply STOP to opt out.") % {
-            "lender": account.lender.name, "url": access_link_url(raw), "hours": settings.BORROWER_LINK_TTL_HOURS}
-        subject = str(_("Your account"))
+    language = "zh-hans" if borrower.jurisdiction == "CN" else "en"
+    custom = message_template_get(lender_id=account.lender_id, kind="borrower_link", language=language)
+    with translation.override(language):
+        values = {"url": access_link_url(raw), "hours": settings.BORROWER_LINK_TTL_HOURS}
+        if custom is not None:  # the lender's own text (checked when saved), with the opt-out always added
+            body = message_render(template=custom.body, party="borrower", account=account, values=values,
+                                  extra=frozenset(values))
+            if "STOP" not in body.upper() and "退订" not in body:
+                body = f"{body} {_('Reply STOP to opt out.')}"
+            subject = (message_render(template=custom.subject, party="borrower", account=account, values=values,
+                                      extra=frozenset(values)) if custom.subject else str(_("Your account")))
+        else:
+            body = _("%(lender)s: view your account and options at %(url)s (valid %(hours)s hours). "
+                     "Reply STOP to opt out.") % {"lender": account.lender.name, **values}
+            subject = str(_("Your account"))
     to = attempt.phone if channel == "sms" else str(borrower.emails[0])
-    get_sender(channel).send(OutboundMessage(key=f"borrower-link-{row.pk}", channel=channel, to=to, body=body,
-                                             subject=subject))
+    provider_id = get_sender(channel).send(OutboundMessage(key=f"borrower-link-{row.pk}", channel=channel, to=to,
+                                                           body=body, subject=subject))
+    message_delivery_record(attempt=attempt, channel=channel, provider_message_id=provider_id)
     return row
 
 
@@ -481,3 +502,100 @@ def sms_inbound_receive(*, from_number: str, text: str) -> dict:
                                        direction="inbound", phone=number, notes=text[:500], source="api")
                 recorded += 1
     return {"stop": stop, "borrowers": len(matched), "recorded": recorded}
+
+
+# ---- complaints (GB/T 45251) ----------------------------------------------------------------------
+
+
+def _complaint_deadline() -> date:
+    return timezone.localdate() + timedelta(days=settings.BORROWER_COMPLAINT_DAYS)
+
+
+def borrower_complaint_raise(*, person: str, account_id: int, text: str) -> Complaint:
+    """A complaint from the borrower page, about one of the person's accounts (any status: a closed
+    account can still have been handled badly)."""
+    account = person_account_get(person=person, account_id=account_id)
+    if not text.strip():
+        raise ValidationError({"text": _("Tell us what happened.")})
+    with transaction.atomic():
+        complaint = Complaint(account=account, source=Complaint.Source.BORROWER, text=text.strip()[:5000],
+                              deadline=_complaint_deadline())
+        complaint.full_clean()
+        complaint.save()
+        _audit_account("borrowers.complaint.received", account, subject=complaint, complaint_id=complaint.pk,
+                       source=complaint.source, deadline=complaint.deadline)
+    return complaint
+
+
+def complaint_register(*, actor: User, account: OverdueAccount, complainant: str, contact: str,
+                       text: str) -> Complaint:
+    """A third party's complaint (a relative, a colleague...) entered by staff. Its text is kept, but the
+    audit event carries no name or contact detail of the complainant."""
+    if not (actor.is_agent or actor.is_supervisor):
+        raise ValidationError(_("Agents and supervisors only."))
+    if not (complainant.strip() and text.strip()):
+        raise ValidationError(_("Give the complainant's name and the complaint."))
+    with transaction.atomic():
+        complaint = Complaint(account=account, source=Complaint.Source.THIRD_PARTY, complainant=complainant.strip(),
+                              contact=contact.strip(), text=text.strip()[:5000], entered_by=actor,
+                              deadline=_complaint_deadline())
+        complaint.full_clean()
+        complaint.save()
+        _audit_account("borrowers.complaint.received", account, actor=actor, subject=complaint,
+                       complaint_id=complaint.pk, source=complaint.source, deadline=complaint.deadline)
+    return complaint
+
+
+def complaint_assign(*, actor: User, complaint: Complaint, assignee: User) -> Complaint:
+    if not actor.is_supervisor:
+        raise ValidationError(_("Only supervisors can assign complaints."))
+    if not (assignee.is_supervisor and assignee.is_active):
+        raise ValidationError({"assignee": _("A complaint is assigned to an active supervisor.")})
+    with transaction.atomic():
+        complaint = Complaint.objects.select_for_update().select_related("account").get(pk=complaint.pk)
+        if complaint.status != Complaint.Status.OPEN:
+            raise ValidationError(_("This complaint was already answered."))
+        previous = complaint.assigned_to_id
+        complaint.assigned_to = assignee
+        complaint.save(update_fields=["assigned_to"])
+        _audit_account("borrowers.complaint.assigned", complaint.account, actor=actor, subject=complaint,
+                       complaint_id=complaint.pk, assignee_id=assignee.pk, previous_id=previous)
+    return complaint
+
+
+def complaint_answer(*, actor: User, complaint: Complaint, answer: str) -> Complaint:
+    """The assigned supervisor answers (any supervisor when none is assigned); late answers are kept
+    and marked late in the audit, never refused."""
+    if not answer.strip():
+        raise ValidationError({"answer": _("Write the answer.")})
+    with transaction.atomic():
+        complaint = Complaint.objects.select_for_update().select_related("account").get(pk=complaint.pk)
+        if not actor.is_supervisor or complaint.assigned_to_id not in (None, actor.pk):
+            raise ValidationError(_("Only the supervisor the complaint is assigned to can answer it."))
+        if complaint.status != Complaint.Status.OPEN:
+            raise ValidationError(_("This complaint was already answered."))
+        complaint.status, complaint.answer = Complaint.Status.ANSWERED, answer.strip()[:5000]
+        complaint.answered_by, complaint.answered_at = actor, timezone.now()
+        complaint.full_clean()
+        complaint.save(update_fields=["status", "answer", "answered_by", "answered_at"])
+        _audit_account("borrowers.complaint.answered", complaint.account, actor=actor, subject=complaint,
+                       complaint_id=complaint.pk, late=timezone.localdate() > complaint.deadline)
+    return complaint
+
+
+# ---- education pages -------------------------------------------------------------------------------
+
+
+def education_page_save(*, actor: User, page: EducationPage, title: str, body: str) -> EducationPage:
+    if not actor.is_supervisor:
+        raise ValidationError(_("Only supervisors can edit these pages."))
+    with transaction.atomic():
+        page = EducationPage.objects.select_for_update().get(pk=page.pk)
+        before = {"title": page.title, "body_sha256": hashlib.sha256(page.body.encode()).hexdigest()}
+        page.title, page.body = title.strip(), body.strip()
+        page.full_clean()
+        page.save()
+        audit_log(action="borrowers.education.changed", actor=actor, subject=page,
+                  data={"slug": page.slug, "language": page.language, "before": before,
+                        "title": page.title, "body_sha256": hashlib.sha256(page.body.encode()).hexdigest()})
+    return page

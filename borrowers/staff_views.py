@@ -20,9 +20,18 @@ from cases.services import ContactRefused
 from compliance.messages import violation_text
 from supervision.selectors import mask_name
 
-from . import services
-from .forms import CounterForm, HoldLiftForm, LinkForm, ResolveForm
-from .models import Dispute, DisputeEvidence, PlanProposal
+from . import selectors, services
+from .forms import (
+    ComplaintAnswerForm,
+    CounterForm,
+    EducationPageForm,
+    HoldLiftForm,
+    LinkForm,
+    MessageTemplateForm,
+    ResolveForm,
+    ThirdPartyComplaintForm,
+)
+from .models import Complaint, Dispute, DisputeEvidence, EducationPage, MessageTemplate, PlanProposal
 
 
 def staff_view(view):
@@ -68,7 +77,7 @@ def proposal_list(request):
         "disputes": disputes.order_by("status", "deadline")[:200],
         "holds": _held() if request.user.is_supervisor else [],
         "counter_form": CounterForm(), "resolve_form": ResolveForm(), "lift_form": HoldLiftForm(),
-        "link_form": LinkForm(), "today": timezone.localdate(),
+        "link_form": LinkForm(), "today": timezone.localdate(), "complaint_form": ThirdPartyComplaintForm(),
     })
 
 
@@ -176,3 +185,134 @@ def evidence_download(request, pk: int):
     services.evidence_viewed(actor=user, evidence=ev)
     return FileResponse(ev.file.open("rb"), as_attachment=True, filename=ev.original_name,
                         content_type=ev.content_type)
+
+
+def supervisor_view(view):
+    @staff_view
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_supervisor:
+            raise PermissionDenied(_("Supervisors only."))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# ---- complaints -----------------------------------------------------------------------------------
+
+
+@require_POST
+@staff_view
+def complaint_new(request):
+    """A third party's complaint, entered by an agent (about an account they work) or a supervisor."""
+    form = ThirdPartyComplaintForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Give the account reference, the complainant's name and the complaint."))
+        return redirect("borrowers:staff")
+    accounts = OverdueAccount.objects.all()
+    if not request.user.is_supervisor:
+        accounts = accounts.filter(assigned_agent=request.user)
+    account = accounts.filter(external_ref=form.cleaned_data["external_ref"].strip()).order_by("pk").first()
+    if account is None:
+        raise Http404
+    d = form.cleaned_data
+    try:
+        services.complaint_register(actor=request.user, account=account, complainant=d["complainant"],
+                                    contact=d["contact"], text=d["text"])
+        messages.success(request, _("Complaint recorded."))
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("borrowers:staff")
+
+
+@supervisor_view
+def complaint_list(request):
+    from cases.models import User
+
+    status = request.GET.get("status", "")
+    return render(request, "borrowers/complaints.html", {
+        "complaints": selectors.complaints_list(status=status if status in Complaint.Status.values else ""),
+        "supervisors": User.objects.filter(role=User.Role.SUPERVISOR, is_active=True).order_by("username"),
+        "answer_form": ComplaintAnswerForm(), "status": status,
+    })
+
+
+@require_POST
+@supervisor_view
+def complaint_assign(request, pk: int):
+    from cases.models import User
+
+    complaint = get_object_or_404(Complaint, pk=pk)
+    assignee = User.objects.filter(pk=request.POST.get("assignee") or 0).first()
+    try:
+        if assignee is None:
+            raise ValidationError(_("Choose a supervisor."))
+        services.complaint_assign(actor=request.user, complaint=complaint, assignee=assignee)
+        messages.success(request, _("Complaint assigned."))
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("borrowers:complaints")
+
+
+@require_POST
+@supervisor_view
+def complaint_answer(request, pk: int):
+    complaint = get_object_or_404(Complaint, pk=pk)
+    form = ComplaintAnswerForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError(_("Write the answer."))
+        services.complaint_answer(actor=request.user, complaint=complaint, answer=form.cleaned_data["answer"])
+        messages.success(request, _("Complaint answered."))
+    except ValidationError as exc:
+        _errors(request, exc)
+    return redirect("borrowers:complaints")
+
+
+# ---- education pages ------------------------------------------------------------------------------
+
+
+@supervisor_view
+def education_list(request):
+    return render(request, "borrowers/education_list.html", {"pages": EducationPage.objects.all()})
+
+
+@supervisor_view
+def education_edit(request, pk: int):
+    page = get_object_or_404(EducationPage, pk=pk)
+    form = EducationPageForm(request.POST or None, initial={"title": page.title, "body": page.body})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.education_page_save(actor=request.user, page=page, title=form.cleaned_data["title"],
+                                         body=form.cleaned_data["body"])
+            messages.success(request, _("Page saved."))
+            return redirect("borrowers:education")
+        except ValidationError as exc:
+            _errors(request, exc)
+    return render(request, "borrowers/education_edit.html", {"page": page, "form": form})
+
+
+# ---- message templates ----------------------------------------------------------------------------
+
+
+@supervisor_view
+def template_list(request):
+    """All lenders' templates; the form creates or replaces one (variables are checked on save)."""
+    from .messages import message_template_save
+
+    editing = MessageTemplate.objects.filter(pk=request.GET.get("edit") or 0).first()
+    initial = ({"lender": editing.lender_id, "kind": editing.kind, "language": editing.language,
+                "subject": editing.subject, "body": editing.body} if editing else {})
+    form = MessageTemplateForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            message_template_save(actor=request.user, lender=d["lender"], kind=d["kind"], language=d["language"],
+                                  subject=d["subject"], body=d["body"])
+            messages.success(request, _("Template saved."))
+            return redirect("borrowers:templates")
+        except ValidationError as exc:
+            _errors(request, exc)
+    return render(request, "borrowers/templates.html", {
+        "templates": MessageTemplate.objects.select_related("lender").order_by("lender__name", "kind", "language"),
+        "form": form})

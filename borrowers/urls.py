@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import lender_views, staff_views, views, webhooks
 
@@ -24,7 +24,17 @@ urlpatterns = [
     path("borrowers/holds/<int:pk>/lift/", staff_views.hold_lift, name="hold-lift"),
     path("borrowers/link/", staff_views.link_send, name="link-send"),
     path("borrowers/evidence/<int:pk>/", staff_views.evidence_download, name="evidence"),
+    path("borrowers/complaints/", staff_views.complaint_list, name="complaints"),
+    path("borrowers/complaints/new/", staff_views.complaint_new, name="complaint-new"),
+    path("borrowers/complaints/<int:pk>/assign/", staff_views.complaint_assign, name="complaint-assign"),
+    path("borrowers/complaints/<int:pk>/answer/", staff_views.complaint_answer, name="complaint-answer"),
+    path("borrowers/education/", staff_views.education_list, name="education"),
+    path("borrowers/education/<int:pk>/", staff_views.education_edit, name="education-edit"),
+    path("borrowers/templates/", staff_views.template_list, name="templates"),
+    path("b/complaint/", views.complaint, name="complaint"),
     path("portal/disputes/", lender_views.lender_disputes, name="lender-disputes"),
     path("portal/disputes/<int:pk>/resolve/", lender_views.lender_dispute_resolve, name="lender-dispute-resolve"),
     path("hooks/sms/inbound/", webhooks.sms_inbound, name="sms-inbound"),
+    path("hooks/sms/status/", webhooks.sms_status, name="sms-status"),
+    path("hooks/email/", include("anymail.urls")),  # anymail's per-provider tracking webhooks (signed)
 ]

@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -24,7 +25,7 @@ from cases.services import ContactRefused
 from servicing.throttle import client_address
 
 from . import selectors, services
-from .forms import CallbackForm, DisputeForm, FactorForm, PlanForm, PreferencesForm, PromiseForm
+from .forms import CallbackForm, ComplaintForm, DisputeForm, FactorForm, PlanForm, PreferencesForm, PromiseForm
 
 SESSION_KEY = "borrower_page"
 
@@ -106,6 +107,8 @@ def home(request):
         "plan_form": PlanForm(accounts=open_accounts, prefix="plan"),
         "dispute_form": DisputeForm(accounts=accounts, prefix="dispute"),
         "callback_form": CallbackForm(accounts=open_accounts, prefix="callback"),
+        "complaint_form": ComplaintForm(accounts=accounts, prefix="complaint"),
+        "education": selectors.education_pages(language=get_language() or settings.LANGUAGE_CODE),
         "prefs_form": PreferencesForm(prefix="prefs", initial={
             "sms_consent": me.sms_consent, "email_consent": me.email_consent,
             "after_hours_consent": me.after_hours_consent}),
@@ -177,6 +180,13 @@ def callback(request, form):
     local = d["due_at"].replace(tzinfo=None).replace(tzinfo=_zone(account.borrower))
     services.borrower_callback_request(person=request.person, account_id=account.pk, due_at=local)
     return _("Your call back is booked.")
+
+
+@_post(ComplaintForm, "complaint")
+def complaint(request, form):
+    c = services.borrower_complaint_raise(person=request.person, account_id=form.cleaned_data["account"],
+                                          text=form.cleaned_data["text"])
+    return _("Your complaint is recorded. We will answer by %(date)s.") % {"date": c.deadline.isoformat()}
 
 
 @_post(PreferencesForm, "prefs", with_accounts=False)

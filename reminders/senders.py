@@ -148,6 +148,51 @@ class DjangoEmailSender(BaseSender):
         return msgid
 
 
+class HttpSmsSender(BaseSender):
+    """SMS through an HTTP provider with Twilio's Messages API shape: ``POST {base}/2010-04-01/Accounts/
+    {account}/Messages.json`` (form fields To, From, Body, StatusCallback; HTTP basic auth), answered
+    with JSON ``{"sid": ..., "status": ...}``. The base URL is a setting (``SMS_API_BASE_URL``) so a test
+    double on 127.0.0.1 speaks the same shape. Delivery receipts arrive later at the status webhook.
+    No lookup by our key in this API, so ``supports_lookup = False`` (at most once, see above)."""
+
+    def __init__(self, *, base_url: str | None = None, account: str | None = None, token: str | None = None,
+                 sender: str | None = None, timeout: float = 10.0):
+        self.base_url = (base_url or settings.SMS_API_BASE_URL).rstrip("/")
+        self.account = account or settings.SMS_API_ACCOUNT
+        self.token = token or settings.SMS_API_TOKEN
+        self.sender = sender or settings.SMS_API_FROM
+        self.timeout = timeout
+
+    def send(self, message: OutboundMessage) -> str:
+        import base64
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        if not (self.base_url and self.account and self.token):
+            raise SendError("SMS provider is not configured (SMS_API_BASE_URL, SMS_API_ACCOUNT, SMS_API_TOKEN)")
+        fields = {"To": message.to, "From": self.sender, "Body": message.body}
+        if settings.SMS_STATUS_CALLBACK_URL:
+            fields["StatusCallback"] = settings.SMS_STATUS_CALLBACK_URL
+        auth = base64.b64encode(f"{self.account}:{self.token}".encode()).decode()
+        request = urllib.request.Request(
+            f"{self.base_url}/2010-04-01/Accounts/{urllib.parse.quote(self.account)}/Messages.json",
+            data=urllib.parse.urlencode(fields).encode(), method="POST",
+            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/x-www-form-urlencoded",
+                     "Accept": "application/json", "X-Idempotency-Key": message.key})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - configured URL
+                payload = json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:  # 4xx/5xx: the provider refused; retried with backoff
+            raise SendError(f"HTTP {exc.code}: {exc.read()[:300]!r}") from exc
+        except (OSError, ValueError) as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from exc
+        sid = str(payload.get("sid") or "")
+        if not sid:
+            raise SendError(f"no message id in the provider's answer: {str(payload)[:300]}")
+        return sid
+
+
 def get_sender(channel: str) -> BaseSender:
     path = settings.REMINDER_EMAIL_BACKEND if channel == "email" else settings.REMINDER_SMS_BACKEND
     return import_string(path)()

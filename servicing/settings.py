@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "reminders",
     "scoring",
     "borrowers",
+    "anymail",  # email provider backends and their signed tracking webhooks (borrowers.receipts)
     "finance",
 ]
 
@@ -122,10 +123,21 @@ THROTTLE_BORROWER_ADDRESS = (30, 60 * 60)
 BORROWER_LINK_TTL_HOURS = int(os.environ.get("BORROWER_LINK_TTL_HOURS", "72"))
 BORROWER_SESSION_SECONDS = int(os.environ.get("BORROWER_SESSION_SECONDS", "1800"))
 BORROWER_DISPUTE_DAYS = int(os.environ.get("BORROWER_DISPUTE_DAYS", "30"))
+BORROWER_COMPLAINT_DAYS = int(os.environ.get("BORROWER_COMPLAINT_DAYS", "15"))  # GB/T 45251: answer within a set time
 BORROWER_EVIDENCE_MAX_BYTES = 5 * 1024 * 1024
 BORROWER_EVIDENCE_TYPES = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
 BORROWER_BASE_URL = os.environ.get("BORROWER_BASE_URL", "")
 SMS_WEBHOOK_SECRET = os.environ.get("SMS_WEBHOOK_SECRET", "")
+# SMS provider for reminders.senders.HttpSmsSender (Twilio's Messages API shape; any compatible base URL)
+SMS_API_BASE_URL = os.environ.get("SMS_API_BASE_URL", "")
+SMS_API_ACCOUNT = os.environ.get("SMS_API_ACCOUNT", "")
+SMS_API_TOKEN = os.environ.get("SMS_API_TOKEN", "")
+SMS_API_FROM = os.environ.get("SMS_API_FROM", "")
+SMS_STATUS_CALLBACK_URL = os.environ.get("SMS_STATUS_CALLBACK_URL", "")
+# Email: SMTP by default; an anymail backend (e.g. anymail.backends.postmark.EmailBackend) by setting
+# EMAIL_BACKEND and ANYMAIL_* (the provider's key and its webhook secret, "user:password").
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+ANYMAIL = {k[len("ANYMAIL_"):]: v for k, v in os.environ.items() if k.startswith("ANYMAIL_")}
 # Reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed when
 # finding the client's address for the sign-up limit; empty: REMOTE_ADDR is the client.
 TRUSTED_PROXIES = [p.strip() for p in os.environ.get("TRUSTED_PROXIES", "").split(",") if p.strip()]

@@ -77,6 +77,7 @@ def policies_seed() -> None:
 
     from compliance.models import Policy
 
+    education_seed()
     if Policy.objects.filter(version=1).exists():
         return
     for name in ("policies_v1.json", "policies_v2.json", "policies_v3.json"):
@@ -86,6 +87,18 @@ def policies_seed() -> None:
                 defaults={"name": data["name"], "status": "published", "rules": data,
                           "effective_from": datetime.fromisoformat(data["effective_from"]).replace(tzinfo=UTC)},
             )
+
+
+def education_seed() -> None:
+    """Put back the education pages seeded by migration borrowers/0003 (flushed like the policies)."""
+    import importlib
+
+    from django.apps import apps
+
+    from borrowers.models import EducationPage
+
+    if not EducationPage.objects.exists():
+        importlib.import_module("borrowers.migrations.0003_education_seed").seed(apps, None)
 
 
 @pytest.fixture(autouse=True)
