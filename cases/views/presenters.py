@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils import dateformat
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext
 
 from compliance import rules
 from compliance.messages import violation_text
@@ -119,7 +120,7 @@ def present_decision(decision: rules.Decision | None, *, borrower, user, channel
         "channel": channel,
         "policy": f"{decision.policy_code} v{decision.policy_version}",
         "violations": [
-            {"title": RULE_TITLES.get(v.code, text), "code": v.code, "citation": v.citation, "message": text}
+            {"title": RULE_TITLES.get(v.code, text), "code": v.code, "citation": pgettext("policy", v.citation), "message": text}
             for v, text in ((v, violation_text(v)) for v in decision.violations)
         ],
         "next_at": nxt if not decision.allowed else None,
