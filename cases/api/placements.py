@@ -18,6 +18,7 @@ from cases.importers import recall as recalls
 from cases.importers import selectors, services
 from cases.importers.forms import ENCODING_CHOICES
 from cases.models import PlacementBatch, PlacementRowError
+from compliance.audit import audit_checkpoint_export
 
 MAX_ERRORS_IN_RESPONSE = 1000
 
@@ -120,4 +121,6 @@ class PlacementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         else:
             response = StreamingHttpResponse(selectors.results_csv(user=request.user), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = 'attachment; filename="results.csv"'
+        if anchor := audit_checkpoint_export(lender_id=request.user.lender_id):
+            response["X-Audit-Checkpoint"] = anchor  # as on the portal export: the lender's signed chain head
         return response

@@ -116,8 +116,10 @@ def test_lender_export_carries_its_chain_checkpoint(client):
     client.force_login(user)
     assert "X-Audit-Checkpoint" not in client.get(reverse("portal-export-csv"))  # none written yet
     audit_checkpoint_write()
-    for name in ("portal-export-csv", "portal-export-json"):
-        anchor = json.loads(client.get(reverse(name))["X-Audit-Checkpoint"])
+    urls = [reverse("portal-export-csv"), reverse("portal-export-json"),
+            "/api/v1/placements/results/", "/api/v1/placements/results/?as=json"]
+    for url in urls:
+        anchor = json.loads(client.get(url)["X-Audit-Checkpoint"])
         head = AuditChainHead.objects.get(chain=user.lender_id)  # its own chain, not another lender's
         assert (anchor["chain"], anchor["seq"], anchor["hash"]) == (user.lender_id, head.seq, head.hash)
         assert checkpoint_signature_ok(anchor)
