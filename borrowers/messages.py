@@ -6,12 +6,18 @@ before the compliance gate is even asked. Messages then pass the gate like any o
 from __future__ import annotations
 
 import string
+from datetime import date
+from decimal import Decimal
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import formats
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from cases.models import ContactAttempt, OverdueAccount, User
+from cases.importers.selectors import money
+from cases.models import Borrower, ContactAttempt, OverdueAccount, User
 from cases.services import contact_attempt_record
 from compliance.audit import audit_log
 
@@ -20,6 +26,28 @@ NEUTRAL_VARIABLES = frozenset({"name", "agent", "callback_number"})
 # Words that name a debt in either language; a third-party message must not carry them even as plain text.
 DEBT_WORDS = ("debt", "overdue", "owe", "collection", "loan", "repay", "payment", "balance",
               "欠款", "逾期", "债务", "还款", "催收", "贷款", "欠费", "账单")
+
+
+def message_language(*, borrower: Borrower) -> str:
+    """The language of messages to a borrower (and of the lender's template used for them)."""
+    return "zh-hans" if borrower.jurisdiction == "CN" else "en"
+
+
+def money_text(*, amount: Decimal, currency: str) -> str:
+    """An amount for a message: thousands separators, two decimals and the currency ("1,234.50 CNY")."""
+    return f"{money(amount)} {currency}"
+
+
+def date_text(*, value: date) -> str:
+    """A date in the active language ("2025年3月5日", "March 5, 2025")."""
+    return formats.date_format(value, "DATE_FORMAT")
+
+
+def with_opt_out(body: str) -> str:
+    """Electronic messages must offer an opt-out: added (in the active language) when the text has none."""
+    if "STOP" in body.upper() or "退订" in body:
+        return body
+    return f"{body} {_('Reply STOP to opt out.')}"
 
 
 def template_variables(template: str) -> set[str]:
@@ -56,7 +84,7 @@ def message_render(*, template: str, party: str, account: OverdueAccount, values
     if party == ContactAttempt.Party.THIRD_PARTY:
         lowered = body.lower()
         named = [w for w in (*DEBT_WORDS, account.external_ref.lower(), account.lender.name.lower(),
-                             f"{account.balance}") if w and w in lowered]
+                             f"{account.balance}", money(account.balance)) if w and w in lowered]
         if named:
             raise ValidationError({"template": _("A message to a third party may not name the debt.")})
     return body
@@ -69,7 +97,7 @@ def message_send(*, account: OverdueAccount, actor: User | None, channel: str, p
     from reminders.senders import OutboundMessage, get_sender
 
     if not template and kind:
-        language = "zh-hans" if account.borrower.jurisdiction == "CN" else "en"
+        language = message_language(borrower=account.borrower)
         stored = message_template_get(lender_id=account.lender_id, kind=kind, language=language)
         if stored is None:
             raise ValidationError({"template": _("This lender has no template for this message.")})
@@ -98,23 +126,76 @@ def message_send(*, account: OverdueAccount, actor: User | None, channel: str, p
 
 # ---- templates per lender and language, edited by supervisors ---------------------------------------
 
-# kind -> (to whom it goes, variables it may use besides the common ones, variables it must use)
+class TemplateKind(NamedTuple):
+    party: str  # to whom it goes
+    extra: frozenset[str]  # variables it may use besides the common ones
+    required: frozenset[str]  # variables it must use
+    excluded: frozenset[str]  # common variables it may not use (nothing supplies them for this message)
+    help: str  # for the supervisors' editor
+
+
+# Automated reminders have no agent on the line and no callback number to offer.
+_REMINDER_EXCLUDED = frozenset({"agent", "callback_number"})
+
 TEMPLATE_KINDS = {
-    "borrower_link": (ContactAttempt.Party.BORROWER, frozenset({"url", "hours"}), frozenset({"url"})),
-    "contact_request": (ContactAttempt.Party.THIRD_PARTY, frozenset(), frozenset()),
+    "borrower_link": TemplateKind(
+        ContactAttempt.Party.BORROWER, frozenset({"url", "hours"}), frozenset({"url"}), frozenset(),
+        gettext_lazy("Sent to the borrower with a link to their own page: {url} is the link (required), {hours} "
+                     "how many hours it stays valid.")),
+    "contact_request": TemplateKind(
+        ContactAttempt.Party.THIRD_PARTY, frozenset(), frozenset(), frozenset(),
+        gettext_lazy("Sent to a third party (a contact of the borrower) asking the borrower to call back. It may "
+                     "not name the debt, the lender, the reference or any amount.")),
+    "promise_due": TemplateKind(
+        ContactAttempt.Party.BORROWER, frozenset({"amount"}), frozenset({"amount", "due_date"}), _REMINDER_EXCLUDED,
+        gettext_lazy("Automated reminder to the borrower the day before and on the morning of a promised payment: "
+                     "{amount} is what is still to pay, with its currency (e.g. 1,234.50 CNY), {due_date} the "
+                     "promised date in the borrower's language, {balance} the outstanding balance. Must use {amount} "
+                     "and {due_date}; the opt-out is added when the text has none.")),
+    "instalment_due": TemplateKind(
+        ContactAttempt.Party.BORROWER, frozenset({"amount", "seq"}), frozenset({"amount", "due_date"}),
+        _REMINDER_EXCLUDED,
+        gettext_lazy("Automated reminder to the borrower the day before and on the morning of an instalment: "
+                     "{amount} is the instalment with its currency (e.g. 1,234.50 CNY), {seq} its number, "
+                     "{due_date} its date in the borrower's language, {balance} the outstanding balance. Must use "
+                     "{amount} and {due_date}; the opt-out is added when the text has none.")),
 }
+
+
+def message_template_kinds() -> list[dict]:
+    """For the editor: each kind with its recipient, the variables it may use and those it must use."""
+    from .models import MessageTemplate
+
+    rows = []
+    for kind, label in MessageTemplate.Kind.choices:
+        spec = TEMPLATE_KINDS[kind]
+        common = NEUTRAL_VARIABLES | (DEBT_VARIABLES if spec.party == ContactAttempt.Party.BORROWER else frozenset())
+        rows.append({"kind": kind, "label": label, "party": ContactAttempt.Party(spec.party).label,
+                     "variables": sorted((common - spec.excluded) | spec.extra), "required": sorted(spec.required),
+                     "help": spec.help})
+    return rows
 
 
 def message_template_check(*, kind: str, subject: str, body: str) -> None:
     if kind not in TEMPLATE_KINDS:
         raise ValidationError({"kind": _("Unknown message kind.")})
-    party, extra, required = TEMPLATE_KINDS[kind]
-    names = template_check(template=body, party=party, extra=extra)
-    template_check(template=subject, party=party, extra=extra)
-    missing = required - names
+    spec = TEMPLATE_KINDS[kind]
+    names = template_check(template=body, party=spec.party, extra=spec.extra)
+    subject_names = template_check(template=subject, party=spec.party, extra=spec.extra)
+    unavailable = (names | subject_names) & spec.excluded
+    if unavailable:
+        raise ValidationError({"template": _("Unknown variables: %(names)s") % {
+            "names": ", ".join(sorted(unavailable))}})
+    missing = spec.required - names
     if missing:
         raise ValidationError({"template": _("The template must use: %(names)s") % {
             "names": ", ".join(sorted(missing))}})
+    # Plain {variable} only: "{name.x}", "{name[0]}", "{amount:>9}" pass the variable check but could fail
+    # (or show something odd) when the message is sent.
+    for text in (body, subject):
+        if any(field != field.strip() or not field.isidentifier() or spec_ or conv
+               for _t, field, spec_, conv in string.Formatter().parse(text) if field is not None):
+            raise ValidationError({"template": _("The template is malformed.")})
 
 
 def message_template_save(*, actor: User, lender, kind: str, language: str, subject: str, body: str):

@@ -186,6 +186,9 @@ class MessageTemplate(models.Model):
     class Kind(models.TextChoices):
         BORROWER_LINK = "borrower_link", _("Borrower page link")
         CONTACT_REQUEST = "contact_request", _("Request to call back (third party)")
+        # Borrower reminders (reminders.Reminder.Kind of the same value); agent notifications have no template.
+        PROMISE_DUE = "promise_due", _("Promise to pay due (reminder to the borrower)")
+        INSTALMENT_DUE = "instalment_due", _("Instalment due (reminder to the borrower)")
 
     class Language(models.TextChoices):
         ZH = "zh-hans", "简体中文"

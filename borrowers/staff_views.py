@@ -297,8 +297,9 @@ def education_edit(request, pk: int):
 
 @supervisor_view
 def template_list(request):
-    """All lenders' templates; the form creates or replaces one (variables are checked on save)."""
-    from .messages import message_template_save
+    """All lenders' templates; the form creates or replaces one (variables are checked on save). Each
+    kind is listed with its recipient, the variables it may and must use, and what it is for."""
+    from .messages import message_template_kinds, message_template_save
 
     editing = MessageTemplate.objects.filter(pk=request.GET.get("edit") or 0).first()
     initial = ({"lender": editing.lender_id, "kind": editing.kind, "language": editing.language,
@@ -315,4 +316,4 @@ def template_list(request):
             _errors(request, exc)
     return render(request, "borrowers/templates.html", {
         "templates": MessageTemplate.objects.select_related("lender").order_by("lender__name", "kind", "language"),
-        "form": form})
+        "kinds": message_template_kinds(), "form": form})

@@ -28,7 +28,17 @@ from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from borrowers.messages import (
+    TEMPLATE_KINDS,
+    date_text,
+    message_language,
+    message_render,
+    message_template_get,
+    money_text,
+    with_opt_out,
+)
 from cases.gate import borrower_facts
+from cases.importers.selectors import money
 from cases.models import Callback, ContactAttempt, Instalment, OverdueAccount, PromiseToPay, RepaymentPlan, User
 from cases.selectors import account_list_for_user
 from cases.services import ContactRefused, contact_attempt_record
@@ -239,28 +249,75 @@ def reminders_due(*, now: datetime | None = None, limit: int = 1000) -> list[int
 # Sending
 
 
+def _message_values(reminder: Reminder) -> dict:
+    """What a borrower reminder says, in the active language: the amount with separators and currency,
+    the date localised. The lender's template and the built-in text use the same values."""
+    account = reminder.account
+    values = {"balance": money(account.balance)}
+    if reminder.kind == Reminder.Kind.INSTALMENT_DUE and reminder.instalment_id:
+        inst = reminder.instalment
+        values.update(seq=inst.seq, amount=money_text(amount=inst.amount, currency=account.currency),
+                      due_date=date_text(value=inst.due_date))
+    elif reminder.promise_id:
+        promise = reminder.promise
+        values.update(amount=money_text(amount=promise.amount - promise.paid_amount, currency=promise.currency),
+                      currency=promise.currency, due_date=date_text(value=promise.due_date))
+    return values
+
+
+def _lender_text(reminder: Reminder, *, language: str, values: dict) -> tuple[str, str] | None:
+    """(body, subject) from the lender's template for this reminder in the borrower's language, or None
+    (no template, or the message would not go to the borrower). Only borrower messages use a template;
+    rendering checks the variables again, and a template that fails leaves the built-in text."""
+    spec = TEMPLATE_KINDS.get(reminder.kind)
+    attempt = reminder.contact_attempt
+    if (spec is None or spec.party != ContactAttempt.Party.BORROWER or "amount" not in values
+            or (attempt is not None and attempt.party != ContactAttempt.Party.BORROWER)):
+        return None
+    row = message_template_get(lender_id=reminder.lender_id, kind=reminder.kind, language=language)
+    if row is None:
+        return None
+    try:
+        body = message_render(template=row.body, party=spec.party, account=reminder.account, values=values,
+                              extra=spec.extra)
+        subject = message_render(template=row.subject, party=spec.party, account=reminder.account, values=values,
+                                 extra=spec.extra) if row.subject else str(_("Payment reminder"))
+    except (ValidationError, AttributeError, IndexError, KeyError, ValueError) as exc:
+        log.warning("reminder %s: template %s not usable, built-in text sent: %s", reminder.idempotency_key,
+                    row.pk, exc)
+        return None
+    return with_opt_out(body), subject
+
+
 def _message(reminder: Reminder) -> OutboundMessage:
     account = reminder.account
     borrower = account.borrower
-    lang = "zh-hans" if borrower.jurisdiction == "CN" else "en"
+    lang = message_language(borrower=borrower)
     with translation.override(lang):
-        if reminder.kind == Reminder.Kind.INSTALMENT_DUE and reminder.instalment_id:
-            inst = reminder.instalment
-            body = _("%(lender)s: instalment %(seq)s of %(amount)s %(currency)s on account %(ref)s is due on %(date)s.") % {
-                "lender": account.lender.name, "seq": inst.seq, "amount": inst.amount, "currency": account.currency,
-                "ref": account.external_ref, "date": inst.due_date.isoformat()}
-        elif reminder.promise_id:
-            promise = reminder.promise
-            body = _("%(lender)s: your promised payment of %(amount)s %(currency)s on account %(ref)s is due on %(date)s.") % {
-                "lender": account.lender.name, "amount": promise.amount - promise.paid_amount,
-                "currency": promise.currency, "ref": account.external_ref, "date": promise.due_date.isoformat()}
+        values = _message_values(reminder)
+        custom = _lender_text(reminder, language=lang, values=values)
+        if custom is not None:
+            body, subject = custom
         else:
-            body = _("%(lender)s: a payment on account %(ref)s is due.") % {
-                "lender": account.lender.name, "ref": account.external_ref}
-        # Electronic messages must offer an opt-out.
-        opt_out = _("Reply STOP to opt out.")
-        body = f"{body} {opt_out}"
-        subject = str(_("Payment reminder"))
+            if "seq" in values:
+                body = _("%(lender)s: instalment %(seq)s of %(amount)s %(currency)s on account %(ref)s is due on "
+                         "%(date)s.") % {"lender": account.lender.name, "seq": values["seq"],
+                                         "amount": money(reminder.instalment.amount), "currency": account.currency,
+                                         "ref": account.external_ref, "date": values["due_date"]}
+            elif "amount" in values:
+                promise = reminder.promise
+                body = _("%(lender)s: your promised payment of %(amount)s %(currency)s on account %(ref)s is due "
+                         "on %(date)s.") % {"lender": account.lender.name,
+                                            "amount": money(promise.amount - promise.paid_amount),
+                                            "currency": promise.currency, "ref": account.external_ref,
+                                            "date": values["due_date"]}
+            else:
+                body = _("%(lender)s: a payment on account %(ref)s is due.") % {
+                    "lender": account.lender.name, "ref": account.external_ref}
+            # Electronic messages must offer an opt-out.
+            opt_out = _("Reply STOP to opt out.")
+            body = f"{body} {opt_out}"
+            subject = str(_("Payment reminder"))
     to = str((borrower.phones if reminder.channel == Reminder.Channel.SMS else borrower.emails or [""])[0])
     return OutboundMessage(key=reminder.idempotency_key, channel=reminder.channel, to=to, body=body, subject=subject)
 

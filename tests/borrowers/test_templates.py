@@ -90,3 +90,39 @@ def test_third_party_message_from_a_stored_template(boss, account, outbox):
                            kind="contact_request", values={"callback_number": "400-800-1234"})
     assert attempt.party == ContactAttempt.Party.THIRD_PARTY
     assert outbox[f"message-{attempt.pk}"].body == f"请转告{account.borrower.name}回电 400-800-1234"
+
+
+def test_editor_lists_every_kind_with_its_variables_and_help(client, boss):
+    client.force_login(boss)
+    with translation.override("en"):
+        page = client.get(reverse("borrowers:templates"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    def row(kind):
+        return page.split(f'data-kind="{kind}"')[1].split("</tr>")[0]
+
+    promise, instalment, link, third = row("promise_due"), row("instalment_due"), row("borrower_link"), \
+        row("contact_request")
+    for html in (promise, instalment):
+        assert "{amount}" in html and "{due_date}" in html and "{ref}" in html and "{name}" in html
+        assert "{callback_number}" not in html and "{agent}" not in html  # nothing supplies them in a reminder
+        assert "1,234.50 CNY" in html  # the help text says what {amount} looks like
+    assert "{seq}" in instalment and "{seq}" not in promise
+    assert "{url}" in link
+    assert "{balance}" not in third and "{lender}" not in third and "{name}" in third
+    # The form offers the new kinds.
+    assert 'value="promise_due"' in page and 'value="instalment_due"' in page
+
+
+def test_editor_saves_a_reminder_template_and_refuses_an_unknown_variable(client, boss, account):
+    client.force_login(boss)
+    url = reverse("borrowers:templates")
+    r = client.post(url, {"lender": account.lender.pk, "kind": "promise_due", "language": "en", "subject": "",
+                          "body": "{name}, {amount} is due on {due_date} ({ref}). {secret}"})
+    assert r.status_code == 200 and not MessageTemplate.objects.exists()
+    assert "secret" in r.content.decode()
+    r = client.post(url, {"lender": account.lender.pk, "kind": "promise_due", "language": "en", "subject": "",
+                          "body": "{name}, {amount} is due on {due_date} ({ref})."})
+    assert r.status_code == 302
+    row = MessageTemplate.objects.get()
+    assert (row.kind, row.language) == ("promise_due", "en")
+    assert AuditEvent.objects.get(action="borrowers.template.saved").data["kind"] == "promise_due"
