@@ -240,7 +240,10 @@ def _done(request, account, message: str, *, url: str | None = None):
 
 
 def _next_account_url(request, account: OverdueAccount) -> str:
-    """"Save & next": the next account of the agent's queue that may be called now, else the queue."""
+    """"Save & next": the next account of the agent's queue that may be called now, else the queue.
+
+    The agent leaves this account, so its soft lock goes too: otherwise a colleague would wait out the TTL."""
+    services.account_lock_release(actor=request.user, account=account)
     pk = selectors.queue_next_workable(user=request.user, after_id=account.pk, now=timezone.now())
     if pk is None:
         messages.info(request, _("No other account in your queue may be called now."))

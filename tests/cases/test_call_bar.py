@@ -92,8 +92,11 @@ def test_call_bar_saves_through_the_gate(client, desk):
 def test_save_and_next_opens_the_next_callable_account(client, desk):
     client.force_login(desk["agent"])
     # The night account ranks first (more days past due) but may not be called now: skipped.
+    client.get(reverse("case-detail", args=[desk["day"].pk]))  # opening it takes the soft lock
     r = client.post(reverse("case-outreach", args=[desk["day"].pk]), bar_post(outcome="no_answer", then="next"))
     assert r.status_code == 302 and r["Location"] == reverse("case-detail", args=[desk["day2"].pk])
+    desk["day"].refresh_from_db()
+    assert desk["day"].locked_by_id is None  # left for the next account: released for colleagues
     # Nothing else callable: back to the queue.
     r = client.post(reverse("case-outreach", args=[desk["day2"].pk]), bar_post(outcome="no_answer", then="next"))
     assert r["Location"] in (reverse("case-detail", args=[desk["day"].pk]), reverse("queue"))
