@@ -291,6 +291,16 @@ def borrower_dispute_raise(*, person: str, account_id: int, reason: str, text: s
     if len(files) > 5:
         raise ValidationError({"evidence": _("At most 5 files.")})
     checked = [(f, *evidence_validate(f)) for f in files]
+    stored: list = []  # files written to storage by this call: removed again if the transaction rolls back
+    try:
+        return _dispute_insert(account=account, reason=reason, text=text, checked=checked, stored=stored)
+    except BaseException:
+        for field in stored:
+            field.storage.delete(field.name)
+        raise
+
+
+def _dispute_insert(*, account: OverdueAccount, reason: str, text: str, checked: list, stored: list) -> Dispute:
     with transaction.atomic():
         account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
         dispute = Dispute(account=account, reason=reason, text=text[:5000], prior_status=account.status,
@@ -301,6 +311,7 @@ def borrower_dispute_raise(*, person: str, account_id: int, reason: str, text: s
             ev = DisputeEvidence(dispute=dispute, original_name=upload.name[:255], content_type=kind,
                                  size=upload.size, sha256=digest)
             ev.file.save(upload.name, upload, save=False)
+            stored.append(ev.file)
             ev.save()
         if account.status != OverdueAccount.Status.DISPUTE:
             account_status_change(actor=None, account=account, status=OverdueAccount.Status.DISPUTE,  # type: ignore[arg-type]

@@ -287,3 +287,21 @@ def test_requests_page_lists_what_the_user_may_answer(client, person, settings, 
     assert 'id="holds"' in page and person["a2"].external_ref in page
     client.force_login(f.user(role="lender", lender=person["l1"]))
     assert client.get(reverse("borrowers:staff")).status_code == 403
+
+
+def test_a_dispute_that_fails_leaves_no_evidence_file_behind(person, settings, tmp_path, monkeypatch):
+    """The files are written before the transaction commits: a crash after them removes them again."""
+    settings.MEDIA_ROOT = tmp_path
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("audit store down")
+
+    monkeypatch.setattr(services, "_audit_account", crash)
+    files = [SimpleUploadedFile("a.pdf", PDF, content_type="application/pdf"),
+             SimpleUploadedFile("b.jpg", b"\xff\xd8\xff\xe0jpeg", content_type="image/jpeg")]
+    with pytest.raises(RuntimeError):
+        services.borrower_dispute_raise(person=person["a1"].borrower.person, account_id=person["a2"].pk,
+                                        reason="other", text="x", files=files)
+    assert not Dispute.objects.exists() and not DisputeEvidence.objects.exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert OverdueAccount.objects.get(pk=person["a2"].pk).status != OverdueAccount.Status.DISPUTE
