@@ -128,6 +128,12 @@ BORROWER_EVIDENCE_MAX_BYTES = 5 * 1024 * 1024
 BORROWER_EVIDENCE_TYPES = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
 BORROWER_BASE_URL = os.environ.get("BORROWER_BASE_URL", "")
 SMS_WEBHOOK_SECRET = os.environ.get("SMS_WEBHOOK_SECRET", "")
+# Twilio-format webhooks (form parameters + X-Twilio-Signature, HMAC-SHA1 keyed with SMS_API_TOKEN) are
+# signed over the URL Twilio called. Behind a proxy or TLS terminator that URL is not the one Django sees
+# (http vs https, an internal host or port, a stripped path prefix): set the public base, e.g.
+# "https://collect.example.com" (no trailing slash needed); the request's path and query are appended.
+# Empty: request.build_absolute_uri() (needs USE_X_FORWARDED_HOST / SECURE_PROXY_SSL_HEADER right).
+SMS_WEBHOOK_PUBLIC_URL_BASE = os.environ.get("SMS_WEBHOOK_PUBLIC_URL_BASE", "")
 # SMS provider for reminders.senders.HttpSmsSender (Twilio's Messages API shape; any compatible base URL)
 SMS_API_BASE_URL = os.environ.get("SMS_API_BASE_URL", "")
 SMS_API_ACCOUNT = os.environ.get("SMS_API_ACCOUNT", "")

@@ -8,10 +8,11 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Aggregate, Count, DurationField, F, IntegerField, Q, Sum, Value
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from borrowers.models import Complaint
 from cases.models import ContactAttempt, Lender, OverdueAccount, Payment, PromiseToPay, User
 from compliance import rules
 from compliance.models import AuditEvent, Incident
@@ -88,6 +89,31 @@ class Trends:
 
 
 @dataclass
+class ComplaintRow:
+    """Complaints (GB/T 45251 register) of one lender, or of all (``key`` None). ``received`` ..
+    ``median_to_answer``: the complaints received in the period, as they stand now (``overdue``: still
+    open past the deadline; ``answered_late``: answered on a local day after the deadline).
+    ``open_now`` / ``overdue_now``: every open complaint, whenever received (the register's backlog)."""
+
+    key: int | None
+    label: str
+    received: int = 0
+    open: int = 0
+    overdue: int = 0
+    answered: int = 0
+    answered_late: int = 0
+    median_to_answer: timedelta | None = None
+    open_now: int = 0
+    overdue_now: int = 0
+
+    @property
+    def median_days_text(self) -> str:
+        if self.median_to_answer is None:
+            return "–"
+        return f"{self.median_to_answer.total_seconds() / 86400:.1f}"
+
+
+@dataclass
 class Dashboard:
     filters: DashboardFilters
     by_lender: list[Row]
@@ -97,6 +123,8 @@ class Dashboard:
     refusals_by_rule: list[tuple[str, int]]
     open_incidents: int = 0
     trends: Trends | None = None
+    complaints: list[ComplaintRow] = field(default_factory=list)
+    complaint_totals: ComplaintRow | None = None
 
 
 def _attempt_stats(f: DashboardFilters, group: str) -> dict:
@@ -229,6 +257,97 @@ def open_incident_count(f: DashboardFilters) -> int:
     return qs.count()
 
 
+class Median(Aggregate):
+    """PostgreSQL's ``percentile_cont(0.5)``: the (interpolated) median; works on intervals too."""
+
+    function = "percentile_cont"
+    name = "Median"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+
+_COMPLAINT_FIELDS = ("received", "open", "overdue", "answered", "answered_late", "median_to_answer", "open_now",
+                     "overdue_now")
+
+
+def _complaint_queryset(f: DashboardFilters):
+    """Complaints received in the period, and every open one (for the backlog). The agent filter keeps
+    the complaints about accounts now assigned to that agent (as payments do)."""
+    qs = Complaint.objects.filter(Q(created_at__gte=f.start, created_at__lt=f.end) | Q(status=Complaint.Status.OPEN))
+    if f.lender_id:
+        qs = qs.filter(account__lender_id=f.lender_id)
+    if f.agent_id:
+        qs = qs.filter(account__assigned_agent_id=f.agent_id)
+    return qs.order_by()
+
+
+def _complaint_stats_sql(f: DashboardFilters, today: date) -> dict[int | None, dict]:
+    """One statement on PostgreSQL: per lender (GROUP BY) UNION ALL the same figures over all lenders
+    (a median cannot be added up from the lenders' medians). Key None is the total."""
+    in_period = Q(created_at__gte=f.start, created_at__lt=f.end)
+    is_open, is_answered = Q(status=Complaint.Status.OPEN), Q(status=Complaint.Status.ANSWERED)
+    past_deadline = Q(deadline__lt=today)
+    figures = {
+        "received": Count("id", filter=in_period),
+        "open": Count("id", filter=in_period & is_open),
+        "overdue": Count("id", filter=in_period & is_open & past_deadline),
+        "answered": Count("id", filter=in_period & is_answered),
+        # The answer's local day after the deadline: what complaint_answer audits as late.
+        "answered_late": Count("id", filter=in_period & is_answered & Q(answered_at__date__gt=F("deadline"))),
+        "median_to_answer": Median(F("answered_at") - F("created_at"), filter=in_period & is_answered,
+                                   output_field=DurationField()),
+        "open_now": Count("id", filter=is_open),
+        "overdue_now": Count("id", filter=is_open & past_deadline),
+    }
+    qs = _complaint_queryset(f)
+    per_lender = qs.values(lender=F("account__lender_id")).annotate(**figures)
+    overall = qs.annotate(lender=Value(None, output_field=IntegerField())).values("lender").annotate(**figures)
+    return {r["lender"]: r for r in per_lender.union(overall, all=True)}
+
+
+def _complaint_stats_python(f: DashboardFilters, today: date) -> dict[int | None, dict]:
+    """The same figures from the rows (other databases; complaints are few next to contact attempts)."""
+    out: dict[int | None, dict] = {}
+    durations: dict[int | None, list[timedelta]] = defaultdict(list)
+    tz = timezone.get_current_timezone()
+    for lender_id, status, created_at, deadline, answered_at in _complaint_queryset(f).values_list(
+            "account__lender_id", "status", "created_at", "deadline", "answered_at").iterator():
+        in_period = f.start <= created_at < f.end
+        is_open = status == Complaint.Status.OPEN
+        for key in (lender_id, None):
+            r = out.setdefault(key, {"lender": key, **dict.fromkeys(_COMPLAINT_FIELDS, 0), "median_to_answer": None})
+            r["open_now"] += is_open
+            r["overdue_now"] += is_open and deadline < today
+            if not in_period:
+                continue
+            r["received"] += 1
+            r["open"] += is_open
+            r["overdue"] += is_open and deadline < today
+            if not is_open and answered_at is not None:
+                r["answered"] += 1
+                r["answered_late"] += answered_at.astimezone(tz).date() > deadline
+                durations[key].append(answered_at - created_at)
+    for key, values in durations.items():
+        values.sort()
+        mid = len(values) // 2
+        out[key]["median_to_answer"] = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return out
+
+
+def complaint_stats(f: DashboardFilters, *, lender_names: dict[int, str]) -> tuple[list[ComplaintRow], ComplaintRow]:
+    """(per lender, most received first; total). One query whatever the number of lenders."""
+    today = timezone.localdate()
+    stats = (_complaint_stats_sql if connection.vendor == "postgresql" else _complaint_stats_python)(f, today)
+    rows = [ComplaintRow(key=key, label=lender_names.get(key, f"#{key}"), **{k: r[k] or 0 for k in _COMPLAINT_FIELDS
+                                                                             if k != "median_to_answer"},
+                         median_to_answer=r["median_to_answer"])
+            for key, r in stats.items() if key is not None and (r["received"] or r["open_now"])]
+    total = stats.get(None) or {}
+    totals = ComplaintRow(key=None, label="", **{k: total.get(k) or 0 for k in _COMPLAINT_FIELDS
+                                                  if k != "median_to_answer"},
+                          median_to_answer=total.get("median_to_answer"))
+    return sorted(rows, key=lambda r: (-r.received, -r.open_now, r.label)), totals
+
+
 def dashboard(*, filters: DashboardFilters) -> Dashboard:
     f = filters
     lenders = dict(Lender.objects.values_list("pk", "name"))
@@ -261,9 +380,11 @@ def dashboard(*, filters: DashboardFilters) -> Dashboard:
             setattr(totals, attr, getattr(totals, attr) + getattr(r, attr))
         for cur, amount in r.recovered.items():
             totals.recovered[cur] = totals.recovered.get(cur, Decimal(0)) + amount
+    complaints, complaint_totals = complaint_stats(f, lender_names=lenders)
     return Dashboard(filters=f, by_lender=by_lender, by_agent=by_agent, totals=totals,
                      buckets=recovery_by_bucket(f), refusals_by_rule=refusals_by_rule(f),
-                     open_incidents=open_incident_count(f), trends=daily_trends(f))
+                     open_incidents=open_incident_count(f), trends=daily_trends(f),
+                     complaints=complaints, complaint_totals=complaint_totals)
 
 
 # ---------------------------------------------------------------------------------------------
