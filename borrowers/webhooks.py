@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -33,6 +34,8 @@ from . import services
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 #: Twilio's answer to an inbound message when nothing is to be sent back (TwiML with no verbs).
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+#: How long an inbound MessageSid is remembered so that a replayed request is not recorded twice.
+INBOUND_REPLAY_SECONDS = 7 * 24 * 3600
 
 
 # ---- Twilio's signature ---------------------------------------------------------------------------
@@ -105,7 +108,11 @@ def sms_inbound(request):
         sender = request.POST.get("From", "").strip()
         if not sender:
             return JsonResponse({"detail": "expected From and Body"}, status=400)
-        services.sms_inbound_receive(from_number=sender, text=request.POST.get("Body", ""))
+        # Twilio's signature has no timestamp: a captured request (or a provider retry) could be posted again.
+        # One MessageSid is taken once within the replay window; the answer is the same either way.
+        sid = request.POST.get("MessageSid", "").strip()
+        if not sid or cache.add(f"sms-inbound:{sid}", 1, timeout=INBOUND_REPLAY_SECONDS):
+            services.sms_inbound_receive(from_number=sender, text=request.POST.get("Body", ""))
         return HttpResponse(EMPTY_TWIML, content_type="text/xml")
     if not services.sms_signature_ok(body=request.body, signature=request.headers.get("X-Signature", "")):
         return _refused()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 
 import pytest
 from django.urls import reverse
@@ -57,8 +58,8 @@ def account():
     return f.account(lender=f.lender(), zones=(zone_at_local_hour(12),))
 
 
-def _inbound(account, body: str) -> dict:
-    return {"MessageSid": "SM" + "a" * 32, "AccountSid": "AC1", "From": "+86" + account.borrower.phones[0],
+def _inbound(account, body: str, sid: str | None = None) -> dict:
+    return {"MessageSid": sid or "SM" + uuid.uuid4().hex, "AccountSid": "AC1", "From": "+86" + account.borrower.phones[0],
             "To": "+8610690000", "Body": body, "NumMedia": "0"}
 
 
@@ -236,3 +237,14 @@ def test_status_callback_with_a_bad_signature_changes_nothing(client, twilio, pr
     delivery.refresh_from_db()
     assert delivery.status == "sent"
     assert not AuditEvent.objects.filter(action="borrowers.message.receipt").exists()
+
+
+def test_a_replayed_inbound_message_is_recorded_once(client, twilio, account):
+    """The signature has no timestamp: the same MessageSid posted again is answered alike but not recorded."""
+    params = _inbound(account, "我周五还款", sid="SM" + "b" * 32)
+    for _ in range(2):
+        r = _post(client, "sms-inbound", params)
+        assert r.status_code == 200 and r.content.decode().endswith("<Response/>")
+    assert ContactAttempt.objects.filter(account=account).count() == 1
+    _post(client, "sms-inbound", _inbound(account, "再说一次"))  # another message: recorded
+    assert ContactAttempt.objects.filter(account=account).count() == 2
