@@ -384,6 +384,9 @@ class PromiseToPay(models.Model):
 
 class RepaymentPlan(models.Model):
     class Status(models.TextChoices):
+        # A plan for less than the balance outside the lender's settlement terms waits for a supervisor
+        # (finance.Settlement, the settlement queue): approved it becomes active, declined cancelled.
+        PENDING = "pending", _("Awaiting approval")
         ACTIVE = "active", _("Active")
         COMPLETED = "completed", _("Completed")
         BROKEN = "broken", _("Broken")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -35,6 +36,9 @@ from .models import (
     User,
 )
 from .phones import phone_e164
+
+if TYPE_CHECKING:
+    from finance.models import Settlement
 
 # A call logged a little after the fact is normal; one logged in the future is not.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -634,10 +638,8 @@ def callback_schedule(*, actor: User, account: OverdueAccount, due_at: datetime,
 LOCK_TTL = timedelta(minutes=15)
 
 
-def repayment_plan_create(
-    *, actor: User, account: OverdueAccount, total_amount: Decimal, instalments: list[tuple[date, Decimal]]
-) -> RepaymentPlan:
-    """A negotiated schedule: instalment amounts must add up to exactly the agreed total."""
+def _plan_instalments_validate(*, account: OverdueAccount, total_amount: Decimal,
+                               instalments: list[tuple[date, Decimal]]) -> None:
     errors: dict[str, str] = {}
     if total_amount <= 0:
         errors["total_amount"] = _("The agreed amount must be positive.")
@@ -658,27 +660,126 @@ def repayment_plan_create(
                 "sum": sum((a for _d, a in instalments), Decimal("0")), "total": total_amount}
     if errors:
         raise ValidationError(errors)
+
+
+def _plans_replace(*, account: OverdueAccount, status: str) -> list[int]:
+    """Cancel the account's plans in ``status`` (a newer plan replaces them); their ids."""
+    ids = list(account.plans.filter(status=status).order_by("pk").values_list("pk", flat=True))
+    RepaymentPlan.objects.filter(pk__in=ids).update(status=RepaymentPlan.Status.CANCELLED)
+    return ids
+
+
+def _account_on_plan(account: OverdueAccount) -> None:
+    if account.status in ("new", "assigned", "in_contact", "promise"):
+        account.status = OverdueAccount.Status.PLAN
+        account.save(update_fields=["status", "updated_at"])
+
+
+def repayment_plan_create(
+    *, actor: User, account: OverdueAccount, total_amount: Decimal, instalments: list[tuple[date, Decimal]],
+    settlement: Settlement | None = None,
+) -> RepaymentPlan:
+    """A negotiated schedule: instalment amounts must add up to exactly the agreed total.
+
+    A plan for the whole balance is active at once and replaces the account's active plan. A plan for less than the
+    balance is a settlement (issue 13; ``finance.services.settlement_for_plan``): within the lender's terms (the
+    floor for the account's bucket, the maximum instalments) it is active at once as well, with its settlement
+    approved, and paid in full the account is settled and the rest written off; outside them the plan is *pending*
+    (status ``pending``) in the supervisors' settlement queue, and the active plan stays in force until a supervisor
+    approves it (``repayment_plan_activate``) or declines it (``repayment_plan_decline``). The newest plan supersedes
+    one still waiting for approval. Every caller (workspace, borrower proposals, settlement offers) comes here.
+
+    ``settlement``: an approved settlement offer this plan pays (``finance.services._settlement_activate``); its
+    terms were checked when it was offered.
+    """
+    _plan_instalments_validate(account=account, total_amount=total_amount, instalments=instalments)
     with transaction.atomic():
         account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
         if not account.is_open:
             raise ValidationError(_("This account is closed; no plan can be made."))
-        # A new plan replaces the active one (renegotiation), visibly in the audit log.
-        replaced = list(account.plans.filter(status=RepaymentPlan.Status.ACTIVE).values_list("pk", flat=True))
-        RepaymentPlan.objects.filter(pk__in=replaced).update(status=RepaymentPlan.Status.CANCELLED)
-        plan = RepaymentPlan(account=account, total_amount=total_amount, currency=account.currency, created_by=actor)
+        if total_amount > account.balance:  # paid down since the caller read it
+            raise ValidationError({"total_amount": _("The agreed amount exceeds the outstanding balance.")})
+        check = None
+        if settlement is None and total_amount < account.balance:
+            check = finance_services.settlement_check(account=account, amount=total_amount,
+                                                      instalments=len(instalments))
+        pending = check is not None and check.needs_approval
+        plan = RepaymentPlan(account=account, total_amount=total_amount, currency=account.currency, created_by=actor,
+                             status=RepaymentPlan.Status.PENDING if pending else RepaymentPlan.Status.ACTIVE)
         plan.full_clean()
+        # The newest plan supersedes one still waiting for approval; an active plan replaces the active one
+        # (renegotiation) and the settlement it paid. All visible in the audit log.
+        superseded = _plans_replace(account=account, status=RepaymentPlan.Status.PENDING)
+        replaced = [] if pending else _plans_replace(account=account, status=RepaymentPlan.Status.ACTIVE)
         plan.save()
+        withdrawn = finance_services.settlements_withdraw(
+            actor=actor, account=account, plan_id=plan.pk, keep_id=settlement.pk if settlement else None,
+            statuses=["pending"] if pending else ["pending", "approved"])
         Instalment.objects.bulk_create(
             [Instalment(plan=plan, seq=i, due_date=d, amount=a) for i, (d, a) in enumerate(instalments, start=1)]
         )
-        if account.status in ("new", "assigned", "in_contact", "promise"):
-            account.status = OverdueAccount.Status.PLAN
-            account.save(update_fields=["status", "updated_at"])
+        if not pending:
+            _account_on_plan(account)
         audit_log(
             action="cases.repayment_plan.created", actor=actor, lender_id=account.lender_id, subject=plan,
             account_id=account.pk, borrower_id=account.borrower_id,
-            data={"total_amount": total_amount, "currency": account.currency, "replaced_plans": replaced,
+            data={"total_amount": total_amount, "currency": account.currency, "status": plan.status,
+                  "replaced_plans": replaced, "superseded_plans": superseded, "withdrawn_settlements": withdrawn,
+                  "balance": account.balance, "settlement_offer": settlement.pk if settlement else None,
                   "instalments": [{"due_date": d, "amount": a} for d, a in instalments]},
+        )
+        if check is not None:
+            finance_services.settlement_for_plan(actor=actor, account=account, plan=plan, check=check)
+        return plan
+
+
+def _pending_plan_locked(*, plan: RepaymentPlan) -> tuple[OverdueAccount, RepaymentPlan]:
+    account = OverdueAccount.objects.select_for_update().get(pk=plan.account_id)
+    plan = RepaymentPlan.objects.select_for_update().get(pk=plan.pk)
+    if plan.status != RepaymentPlan.Status.PENDING:
+        raise ValidationError(_("This repayment plan is no longer waiting for approval."))
+    return account, plan
+
+
+def repayment_plan_activate(*, actor: User, plan: RepaymentPlan) -> RepaymentPlan:
+    """A supervisor approved the settlement of a pending plan (inside ``finance.services.settlement_approve``): the
+    plan becomes active and replaces the account's active plan (and the settlement that plan paid)."""
+    with transaction.atomic():
+        account, plan = _pending_plan_locked(plan=plan)
+        if not account.is_open:
+            raise ValidationError(_("This account is closed; no plan can be made."))
+        if plan.total_amount > account.balance:
+            raise ValidationError(_("The balance has fallen below this plan's total since it was made; "
+                                    "decline it and make a new plan."))
+        first = plan.instalments.order_by("seq").values_list("due_date", flat=True).first()
+        if first is not None and first < timezone.localdate():
+            raise ValidationError(_("This plan's first instalment date has passed; decline it and make a new plan."))
+        replaced = _plans_replace(account=account, status=RepaymentPlan.Status.ACTIVE)
+        withdrawn = finance_services.settlements_withdraw(actor=actor, account=account, plan_id=plan.pk,
+                                                          statuses=["approved"])
+        plan.status = RepaymentPlan.Status.ACTIVE
+        plan.save(update_fields=["status"])
+        _account_on_plan(account)
+        audit_log(
+            action="cases.repayment_plan.approved", actor=actor, lender_id=account.lender_id, subject=plan,
+            account_id=account.pk, borrower_id=account.borrower_id,
+            data={"total_amount": plan.total_amount, "currency": plan.currency, "replaced_plans": replaced,
+                  "withdrawn_settlements": withdrawn},
+        )
+        return plan
+
+
+def repayment_plan_decline(*, actor: User, plan: RepaymentPlan, note: str = "") -> RepaymentPlan:
+    """A supervisor declined the settlement of a pending plan (inside ``finance.services.settlement_decline``): the
+    plan is cancelled; the account's active plan, if any, stays in force."""
+    with transaction.atomic():
+        account, plan = _pending_plan_locked(plan=plan)
+        plan.status = RepaymentPlan.Status.CANCELLED
+        plan.save(update_fields=["status"])
+        audit_log(
+            action="cases.repayment_plan.declined", actor=actor, lender_id=account.lender_id, subject=plan,
+            account_id=account.pk, borrower_id=account.borrower_id,
+            data={"total_amount": plan.total_amount, "currency": plan.currency, "note": note[:500]},
         )
         return plan
 

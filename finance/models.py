@@ -7,7 +7,7 @@ the account's balance (``finance.services`` keeps them in step), and for every a
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -181,13 +181,18 @@ class SettlementRule(models.Model):
 
 class Settlement(models.Model):
     """An offer to close an account for less than its balance. Paid in full, the account is settled and the
-    remainder written off."""
+    remainder written off.
+
+    Made two ways: an agent's settlement offer (its plan is made when it is approved), or a repayment plan for less
+    than the balance (``plan`` is that plan from the start: active when approved, cancelled when declined). A newer
+    plan on the account withdraws the open settlement it supersedes."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Awaiting approval")
         APPROVED = "approved", _("Approved")
         DECLINED = "declined", _("Declined")
         SETTLED = "settled", _("Settled")
+        WITHDRAWN = "withdrawn", _("Withdrawn (replaced by a newer plan)")
 
     OPEN = ("pending", "approved")
 
@@ -200,6 +205,7 @@ class Settlement(models.Model):
     bucket = models.CharField(_("bucket"), max_length=4)
     floor_percent = models.DecimalField(_("floor percent"), max_digits=5, decimal_places=2)
     rule_version = models.PositiveIntegerField(default=0, help_text=_("0 = the platform default rules"))
+    max_instalments = models.PositiveSmallIntegerField(_("maximum instalments"), null=True, blank=True)
     instalments = models.JSONField(default=list)  # [{"due_date", "amount"}]
     needs_approval = models.BooleanField(default=False)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices)
@@ -220,11 +226,27 @@ class Settlement(models.Model):
         verbose_name = _("settlement")
         verbose_name_plural = _("settlements")
         constraints = [
-            models.UniqueConstraint(fields=["account"], condition=Q(status__in=["pending", "approved"]),
-                                    name="uniq_open_settlement_per_account"),
+            # One waiting for approval and one approved (being paid) at most: a plan for less than the balance
+            # that waits for a supervisor leaves the account's approved settlement and its plan in force.
+            models.UniqueConstraint(fields=["account"], condition=Q(status="pending"),
+                                    name="uniq_pending_settlement_per_account"),
+            models.UniqueConstraint(fields=["account"], condition=Q(status="approved"),
+                                    name="uniq_approved_settlement_per_account"),
             models.CheckConstraint(name="settlement_amount_positive", condition=Q(amount__gt=0)),
         ]
         indexes = [models.Index(fields=["status"], condition=Q(status="pending"), name="settlement_pending_idx")]
+
+    @property
+    def floor_amount(self) -> Decimal:
+        return (self.balance_at_offer * self.floor_percent / 100).quantize(Decimal("0.01"), rounding=ROUND_UP)
+
+    @property
+    def below_floor(self) -> bool:
+        return self.amount < self.floor_amount
+
+    @property
+    def over_max_instalments(self) -> bool:
+        return self.max_instalments is not None and len(self.instalments or []) > self.max_instalments
 
 
 class CommissionPlan(models.Model):

@@ -353,13 +353,98 @@ def _audit_settlement(action: str, settlement: Settlement, actor: User | None, *
                     "floor_percent": settlement.floor_percent, **data})
 
 
-def _settlement_activate(*, settlement: Settlement, actor: User) -> None:
-    """An approved settlement is paid by a repayment plan of its instalments."""
-    from cases.services import repayment_plan_create
+@dataclass(frozen=True)
+class SettlementCheck:
+    """How an amount for less than the balance, paid in ``instalments``, stands against the lender's terms."""
 
-    settlement.plan = repayment_plan_create(
-        actor=actor, account=settlement.account, total_amount=settlement.amount,
-        instalments=[(date.fromisoformat(i["due_date"]), Decimal(i["amount"])) for i in settlement.instalments])
+    terms: SettlementTerms
+    bucket: str
+    balance: Decimal
+    amount: Decimal
+    instalments: int
+    floor_percent: Decimal
+    floor_amount: Decimal
+    percent: Decimal
+
+    @property
+    def below_floor(self) -> bool:
+        return self.amount < self.floor_amount
+
+    @property
+    def over_max_instalments(self) -> bool:
+        return self.instalments > self.terms.max_instalments
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.below_floor or self.over_max_instalments
+
+
+def settlement_check(*, account: OverdueAccount, amount: Decimal, instalments: int) -> SettlementCheck:
+    """The lender's terms in force for ``account`` (its bucket and balance now) applied to ``amount``."""
+    terms = settlement_terms_in_force(lender_id=account.lender_id)
+    floor = terms.floor_percent(account.bucket)
+    return SettlementCheck(
+        terms=terms, bucket=account.bucket, balance=account.balance, amount=amount, instalments=instalments,
+        floor_percent=floor, floor_amount=(account.balance * floor / 100).quantize(CENT, rounding=ROUND_UP),
+        percent=(amount * 100 / account.balance).quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def settlement_for_plan(*, actor: User, account: OverdueAccount, plan: RepaymentPlan,
+                        check: SettlementCheck) -> Settlement:
+    """Inside ``cases.services.repayment_plan_create`` (account locked, plan saved): a plan for less than the
+    balance is a settlement. Within the lender's terms (floor for the bucket, maximum instalments) it is approved at
+    once and the plan is active; otherwise it waits in the supervisors' queue and the plan is pending. Paid, the
+    account is settled and the rest written off like any settlement (``_settlement_paid_check``)."""
+    needs_approval = check.needs_approval
+    settlement = Settlement(
+        lender_id=account.lender_id, account=account, amount=plan.total_amount, currency=account.currency,
+        balance_at_offer=check.balance, percent=check.percent, bucket=check.bucket, floor_percent=check.floor_percent,
+        rule_version=check.terms.version, max_instalments=check.terms.max_instalments,
+        instalments=[{"due_date": i.due_date.isoformat(), "amount": str(i.amount)}
+                     for i in plan.instalments.order_by("seq")],
+        needs_approval=needs_approval, offered_by=actor, plan=plan,
+        status=Settlement.Status.PENDING if needs_approval else Settlement.Status.APPROVED,
+        approved_at=None if needs_approval else timezone.now(),
+    )
+    settlement.full_clean(validate_unique=False, validate_constraints=False)
+    settlement.save()
+    _audit_settlement("offered", settlement, actor, source="plan", plan_id=plan.pk, needs_approval=needs_approval,
+                      below_floor=check.below_floor, over_max_instalments=check.over_max_instalments,
+                      max_instalments=check.terms.max_instalments, rule_version=check.terms.version,
+                      floor_amount=check.floor_amount, balance=check.balance, instalments=settlement.instalments)
+    if not needs_approval:
+        _audit_settlement("approved", settlement, actor, automatic=True, plan_id=plan.pk)
+    return settlement
+
+
+def settlements_withdraw(*, actor: User | None, account: OverdueAccount, statuses: list[str], plan_id: int,
+                         keep_id: int | None = None) -> list[int]:
+    """Inside a plan's transaction (account locked): the open settlements that plan ``plan_id`` supersedes are
+    withdrawn, audited. Their ids."""
+    withdrawn = []
+    for settlement in (Settlement.objects.select_for_update().filter(account_id=account.pk, status__in=statuses)
+                       .exclude(pk=keep_id).order_by("pk")):
+        settlement.account, before = account, settlement.status
+        settlement.status, settlement.decided_by, settlement.decided_at = Settlement.Status.WITHDRAWN, actor, timezone.now()
+        settlement.decision_note = f"Replaced by repayment plan {plan_id}."
+        settlement.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
+        _audit_settlement("withdrawn", settlement, actor, status_from=before, replaced_by_plan=plan_id,
+                          settlement_plan_id=settlement.plan_id)
+        withdrawn.append(settlement.pk)
+    return withdrawn
+
+
+def _settlement_activate(*, settlement: Settlement, actor: User) -> None:
+    """An approved settlement is paid by a repayment plan of its instalments: an offer's plan is made now; a plan
+    for less than the balance that waited for this approval becomes active."""
+    from cases.services import repayment_plan_activate, repayment_plan_create
+
+    if settlement.plan_id is None:
+        settlement.plan = repayment_plan_create(
+            actor=actor, account=settlement.account, total_amount=settlement.amount, settlement=settlement,
+            instalments=[(date.fromisoformat(i["due_date"]), Decimal(i["amount"])) for i in settlement.instalments])
+    else:
+        repayment_plan_activate(actor=actor, plan=settlement.plan)
     settlement.status, settlement.approved_at = Settlement.Status.APPROVED, timezone.now()
 
 
@@ -387,14 +472,14 @@ def settlement_offer(*, actor: User, account: OverdueAccount, amount: Decimal,
             raise ValidationError(errors)
         if Settlement.objects.filter(account=account, status__in=Settlement.OPEN).exists():
             raise ValidationError("This account already has an open settlement.")
-        floor = terms.floor_percent(account.bucket)
-        floor_amount = (account.balance * floor / 100).quantize(CENT, rounding=ROUND_UP)
+        check = settlement_check(account=account, amount=amount, instalments=len(instalments))
+        floor_amount = check.floor_amount
         settlement = Settlement(
             lender_id=account.lender_id, account=account, amount=amount, currency=account.currency,
-            balance_at_offer=account.balance, percent=(amount * 100 / account.balance).quantize(CENT, rounding=ROUND_HALF_UP),
-            bucket=account.bucket, floor_percent=floor, rule_version=terms.version,
+            balance_at_offer=account.balance, percent=check.percent, bucket=check.bucket,
+            floor_percent=check.floor_percent, rule_version=terms.version, max_instalments=terms.max_instalments,
             instalments=[{"due_date": d.isoformat(), "amount": str(a)} for d, a in instalments],
-            needs_approval=amount < floor_amount, status=Settlement.Status.PENDING, offered_by=actor,
+            needs_approval=check.below_floor, status=Settlement.Status.PENDING, offered_by=actor,
         )
         settlement.full_clean(validate_unique=False, validate_constraints=False)
         settlement.save()
@@ -429,8 +514,13 @@ def settlement_approve(*, actor: User, settlement: Settlement, note: str = "") -
 
 
 def settlement_decline(*, actor: User, settlement: Settlement, note: str = "") -> Settlement:
+    """Declined; a plan for less than the balance that waited for this decision is cancelled."""
+    from cases.services import repayment_plan_decline
+
     with transaction.atomic():
         settlement = _settlement_decide(actor=actor, settlement=settlement)
+        if settlement.plan_id is not None:
+            repayment_plan_decline(actor=actor, plan=settlement.plan, note=note)
         settlement.status = Settlement.Status.DECLINED
         settlement.decided_by, settlement.decided_at, settlement.decision_note = actor, timezone.now(), note[:500]
         settlement.save()

@@ -14,6 +14,8 @@ from cases.ageing import accounts_age
 from cases.models import Instalment, PromiseToPay, RepaymentPlan
 from compliance.audit import audit_verify
 from compliance.models import AuditEvent
+from finance import services as finance
+from finance.models import Settlement
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +26,9 @@ def plan_world():
     lender = f.lender()
     agent = f.user(role="agent")
     account = f.account(lender=lender, agent=agent, balance="1000.00")
+    # A plan for 60 % of the balance is a settlement (issue 13): this lender's terms let it be active at once.
+    finance.settlement_rule_publish(actor=None, lender_id=lender.pk, min_percent={}, default_min_percent=Decimal("50"),
+                                    max_instalments=6, effective_from=timezone.now() - timedelta(hours=1))
     today = timezone.localdate()
     first, second = today + timedelta(days=7), today + timedelta(days=37)
     plan = services.repayment_plan_create(
@@ -66,6 +71,11 @@ def test_paid_instalment_is_not_missed_and_paying_the_rest_completes_the_plan(pl
     assert plan.status == RepaymentPlan.Status.COMPLETED
     assert instalments(plan) == [("paid", Decimal("300.00")), ("paid", Decimal("300.00"))]
     assert AuditEvent.objects.filter(action="cases.repayment_plan.completed", subject_id=str(plan.pk)).count() == 1
+    # The plan was for less than the balance: paid, the account is settled and the rest written off.
+    w["account"].refresh_from_db()
+    settlement = Settlement.objects.get(plan=plan)
+    assert (w["account"].status, w["account"].balance) == ("settled", Decimal("0"))
+    assert (settlement.status, settlement.written_off) == (Settlement.Status.SETTLED, Decimal("400.00"))
     assert accounts_age(today=w["second"] + timedelta(days=1))["instalments_missed"] == 0
     assert audit_verify(record=False).ok
 
@@ -76,12 +86,14 @@ def test_payment_pays_instalments_oldest_first_partly_and_ahead(plan_world):
     assert instalments(plan) == [("due", Decimal("100.00")), ("due", Decimal("0"))]
     pay(w, "350.00")  # finishes the first, part of the second
     assert instalments(plan) == [("paid", Decimal("300.00")), ("due", Decimal("150.00"))]
-    pay(w, "400.00")  # more than the plan still needs: the rest only reduces the balance
+    pay(w, "400.00")  # more than the plan still needs: the rest reduces the balance, whose remainder is written off
     plan.refresh_from_db()
     w["account"].refresh_from_db()
     assert plan.status == RepaymentPlan.Status.COMPLETED
     assert instalments(plan) == [("paid", Decimal("300.00")), ("paid", Decimal("300.00"))]
-    assert w["account"].balance == Decimal("150.00")
+    # 1000 - 850 paid = 150 left, written off: the plan for 600 was a settlement (issue 13).
+    assert (w["account"].balance, w["account"].status) == (Decimal("0"), "settled")
+    assert Settlement.objects.get(plan=plan).written_off == Decimal("150.00")
     last = AuditEvent.objects.filter(action="cases.payment.recorded").order_by("-id").first()
     assert last.data["plan"]["unapplied"] == "250.00" and last.data["plan"]["completed"] is True
 
@@ -107,6 +119,9 @@ def test_instalments_of_cancelled_or_broken_plans_are_not_missed(plan_world):
     )
     old.refresh_from_db()
     assert old.status == RepaymentPlan.Status.CANCELLED
+    # ... and so is the settlement the old plan paid; the new plan's is approved in its place.
+    assert Settlement.objects.get(plan=old).status == Settlement.Status.WITHDRAWN
+    assert Settlement.objects.get(plan=new).status == Settlement.Status.APPROVED
     broken = RepaymentPlan.objects.create(account=w["account"], total_amount=Decimal("50"), currency="CNY",
                                           status=RepaymentPlan.Status.BROKEN)
     Instalment.objects.create(plan=broken, seq=1, due_date=w["first"], amount=Decimal("50"))

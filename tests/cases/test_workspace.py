@@ -16,6 +16,7 @@ from cases import services
 from cases.models import Callback, ContactAttempt, Note, OverdueAccount, PromiseToPay, RepaymentPlan
 from cases.selectors import mask_phone
 from compliance.models import AuditEvent
+from finance import services as finance_services
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -266,6 +267,10 @@ def test_promise_payment_note_and_status_change_through_services(client, world):
 def test_repayment_plan_total_must_equal_instalments(client, world):
     login(client, world["agent"])
     acc = world["own"]
+    # 600 of 1000 is a settlement (issue 13); these terms let it be active at once (tests/cases/test_plans_settlement.py).
+    finance_services.settlement_rule_publish(actor=None, lender_id=acc.lender_id, min_percent={},
+                                             default_min_percent=Decimal("60"), max_instalments=6,
+                                             effective_from=timezone.now() - timedelta(hours=1))
     d1, d2 = timezone.localdate() + timedelta(days=7), timezone.localdate() + timedelta(days=37)
     data = {"plan-total_amount": "600.00", "inst-TOTAL_FORMS": "3", "inst-INITIAL_FORMS": "0",
             "inst-MIN_NUM_FORMS": "0", "inst-MAX_NUM_FORMS": "36",

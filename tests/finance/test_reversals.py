@@ -15,7 +15,7 @@ from cases.models import Instalment, OverdueAccount, Payment, PromiseToPay, Repa
 from compliance.audit import audit_verify
 from compliance.models import AuditEvent
 from finance import services as finance
-from finance.models import AccountBalance, PaymentAllocation, PaymentReversal
+from finance.models import AccountBalance, PaymentAllocation, PaymentReversal, Settlement
 from tests import factories as f
 from tests.finance.conftest import parts_set
 
@@ -35,6 +35,10 @@ def test_reversal_undoes_parts_balance_instalments_plan_and_promise(world):
     acc, agent = world["account"], world["agent"]
     parts_set(acc, principal="700", interest="200", fees="100")
     today = timezone.localdate()
+    # A plan for 30 % of the balance is a settlement: this lender's terms allow it without approval.
+    finance.settlement_rule_publish(actor=None, lender_id=world["lender"].pk, min_percent={},
+                                    default_min_percent=Decimal("30"), max_instalments=6,
+                                    effective_from=timezone.now() - timedelta(hours=1))
     plan = services.repayment_plan_create(actor=agent, account=acc, total_amount=Decimal("300.00"),
                                           instalments=[(today + timedelta(days=3), Decimal("300.00"))])
     promise = services.promise_create(actor=agent, account=acc, amount=Decimal("300.00"), due_date=today + timedelta(days=3))
@@ -42,6 +46,8 @@ def test_reversal_undoes_parts_balance_instalments_plan_and_promise(world):
     plan.refresh_from_db()
     promise.refresh_from_db()
     assert plan.status == RepaymentPlan.Status.COMPLETED and promise.status == PromiseToPay.Status.KEPT
+    settlement = Settlement.objects.get(plan=plan)
+    assert settlement.status == Settlement.Status.SETTLED and settlement.written_off == Decimal("700.00")
 
     reversal, created = finance.payment_reverse(payment=payment, actor=agent, reason="bounced")
     assert created
@@ -56,8 +62,11 @@ def test_reversal_undoes_parts_balance_instalments_plan_and_promise(world):
     assert plan.status == RepaymentPlan.Status.ACTIVE
     assert (promise.paid_amount, promise.status) == (Decimal("0.00"), PromiseToPay.Status.OPEN)
     assert acc.status == OverdueAccount.Status.PLAN
+    settlement.refresh_from_db()
+    assert settlement.status == Settlement.Status.APPROVED and settlement.written_off == 0
     event = AuditEvent.objects.get(action="finance.payment.reversed", subject_id=str(payment.pk))
     assert event.data["reason"] == "bounced" and event.data["plan"]["to"] == "active"
+    assert event.data["settlement_reopened"] == settlement.pk
     # Idempotent: a second reversal of the same payment changes nothing.
     again, created = finance.payment_reverse(payment=payment, actor=agent, reason="chargeback")
     assert not created and again.pk == reversal.pk and again.reason == "bounced"
