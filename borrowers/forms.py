@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import calendar
 from datetime import date
 from decimal import Decimal
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from .dates import add_months
 from .models import Dispute
 
 
@@ -29,10 +29,6 @@ class PromiseForm(_AccountForm):
     due_date = forms.DateField(label=_("I will pay by"), widget=forms.DateInput(attrs={"type": "date"}))
 
 
-def add_months(d: date, n: int) -> date:
-    month = d.month - 1 + n
-    year, month = d.year + month // 12, month % 12 + 1
-    return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
 
 
 class PlanForm(_AccountForm):
@@ -45,6 +41,10 @@ class PlanForm(_AccountForm):
     def instalments(self) -> list[tuple[date, Decimal]]:
         d = self.cleaned_data
         return [(add_months(d["first_date"], i), d["amount"]) for i in range(d["count"])]
+
+
+class PlanChoiceForm(_AccountForm):
+    option = forms.CharField(max_length=20)
 
 
 class MultipleFileInput(forms.ClearableFileInput):

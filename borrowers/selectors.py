@@ -4,6 +4,8 @@ the session holds that key, and an id outside it is a 404, never another person'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
@@ -15,6 +17,7 @@ from compliance import rules
 from compliance.rules.policy import CooldownRule, FrequencyRule, TimeWindowRule
 from compliance.selectors import policy_in_force
 
+from .dates import add_months
 from .models import Complaint, Dispute, EducationPage, PlanProposal
 
 
@@ -154,3 +157,66 @@ def education_pages(*, language: str) -> list[EducationPage]:
         if page.slug not in pages or page.language == language:
             pages[page.slug] = page
     return list(pages.values())
+
+
+# ---- repayment plans the borrower may choose without waiting for anyone -------------------------
+
+CENT = Decimal("0.01")
+#: Monthly instalment counts offered for the whole balance (capped at the lender's maximum).
+FULL_PLAN_COUNTS = (1, 3, 6, 12)
+#: Days from today to a chosen plan's first instalment.
+FIRST_INSTALMENT_DAYS = 7
+
+
+@dataclass(frozen=True)
+class PlanOption:
+    key: str  # "full-6", "settle-1": what the page posts; the server recomputes the option from it
+    settle: bool  # for less than the balance (a settlement at the lender's floor)
+    total: Decimal
+    currency: str
+    instalments: tuple[tuple[date, Decimal], ...]
+    percent: Decimal
+
+    @property
+    def count(self) -> int:
+        return len(self.instalments)
+
+    @property
+    def first_amount(self) -> Decimal:
+        return self.instalments[0][1]
+
+
+def _monthly(*, total: Decimal, count: int, first: date) -> tuple[tuple[date, Decimal], ...]:
+    """Equal monthly instalments to the cent; the last one takes the remainder, so they add up to ``total``."""
+    each = (total / count).quantize(CENT, rounding=ROUND_DOWN)
+    amounts = [each] * (count - 1) + [total - each * (count - 1)]
+    return tuple((add_months(first, i), a) for i, a in enumerate(amounts))
+
+
+def plan_options(*, account: OverdueAccount, today: date) -> list[PlanOption]:
+    """The plans the lender's terms in force allow for this account now (``finance``'s settlement terms):
+    the whole balance in 1, 3, 6 or 12 monthly instalments up to the lender's maximum, and, where the lender
+    accepts less for the account's bucket, the floor amount in one payment or up to three. Each is within the
+    terms, so choosing one makes an active plan at once (``cases.services.repayment_plan_create`` checks it
+    again). An account that is closed, disputed or already on a plan gets none."""
+    from finance.services import settlement_terms_in_force
+
+    if not account.is_open or account.balance <= 0 or account.status == OverdueAccount.Status.DISPUTE:
+        return []
+    terms = settlement_terms_in_force(lender_id=account.lender_id)
+    most = max(1, int(terms.max_instalments))
+    first = today + timedelta(days=FIRST_INSTALMENT_DAYS)
+    options = [
+        PlanOption(key=f"full-{n}", settle=False, total=account.balance, currency=account.currency,
+                   instalments=_monthly(total=account.balance, count=n, first=first), percent=Decimal("100"))
+        for n in sorted({n for n in FULL_PLAN_COUNTS if n <= most} | {min(most, FULL_PLAN_COUNTS[-1])})
+    ]
+    floor = terms.floor_percent(account.bucket)
+    floor_amount = (account.balance * floor / 100).quantize(CENT, rounding=ROUND_UP)
+    if Decimal("0") < floor_amount < account.balance:
+        options += [
+            PlanOption(key=f"settle-{n}", settle=True, total=floor_amount, currency=account.currency,
+                       instalments=_monthly(total=floor_amount, count=n, first=first), percent=floor)
+            for n in sorted({1, min(3, most)}) if floor_amount >= CENT * n
+        ]
+    return options

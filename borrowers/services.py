@@ -20,7 +20,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from cases.gate import contact_check
-from cases.models import Borrower, Callback, OverdueAccount, User
+from cases.models import Borrower, Callback, OverdueAccount, RepaymentPlan, User
 from cases.phones import phone_e164_or_raw
 from cases.selectors import mask_email, mask_phone
 from cases.services import (
@@ -46,7 +46,7 @@ from .models import (
     PlanProposal,
 )
 from .receipts import message_delivery_record
-from .selectors import person_account_get, person_borrowers
+from .selectors import person_account_get, person_borrowers, plan_options
 
 BORROWER = "borrower"  # the audit actor label of the borrower's own actions
 TOKEN_ATTEMPTS = Limit("borrower_token", "THROTTLE_BORROWER_TOKEN")
@@ -216,6 +216,23 @@ def borrower_plan_propose(*, person: str, account_id: int, instalments: list[tup
         _audit_account("borrowers.plan.proposed", account, subject=proposal, proposal_id=proposal.pk,
                        total_amount=total, currency=account.currency, instalments=proposal.instalments)
     return proposal
+
+
+def borrower_plan_choose(*, person: str, account_id: int, option: str, today: date) -> RepaymentPlan:
+    """One of the plans the lender's terms allow (``selectors.plan_options``), chosen on the page: recomputed here
+    from its key (the page sends no amounts) and made through ``repayment_plan_create`` like any plan, so it is
+    active at once (within the terms) and replaces a plan that was waiting."""
+    account = person_account_get(person=person, account_id=account_id)
+    chosen = next((o for o in plan_options(account=account, today=today) if o.key == option), None)
+    if chosen is None:
+        raise ValidationError(_("This plan is no longer offered for this account. Reload the page and choose again."))
+    with transaction.atomic():
+        plan = repayment_plan_create(actor=system_user(), account=account, total_amount=chosen.total,
+                                     instalments=list(chosen.instalments))
+        _audit_account("borrowers.plan.chosen", account, subject=plan, plan_id=plan.pk, option=chosen.key,
+                       total_amount=chosen.total, currency=chosen.currency, settlement=chosen.settle,
+                       status=plan.status)
+    return plan
 
 
 def _may_answer(actor: User, proposal: PlanProposal) -> None:

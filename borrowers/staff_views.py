@@ -87,8 +87,12 @@ def proposal_decide(request, pk: int, decision: str):
     proposal = get_object_or_404(_scoped(PlanProposal.objects.all(), request.user), pk=pk)
     try:
         if decision == "accept":
-            services.plan_proposal_accept(actor=request.user, proposal=proposal)
-            messages.success(request, _("Plan accepted."))
+            proposal = services.plan_proposal_accept(actor=request.user, proposal=proposal)
+            if proposal.plan.status == "pending":  # below the lender's settlement terms
+                messages.warning(request, _("Plan accepted: it is below the lender's settlement terms and waits "
+                                            "for a supervisor's approval."))
+            else:
+                messages.success(request, _("Plan accepted."))
         else:
             form = CounterForm(request.POST)
             if not form.is_valid():

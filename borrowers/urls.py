@@ -9,6 +9,7 @@ urlpatterns = [
     path("b/", views.home, name="home"),
     path("b/promise/", views.promise, name="promise"),
     path("b/plan/", views.plan, name="plan"),
+    path("b/plan/choose/", views.plan_choose, name="plan-choose"),
     path("b/dispute/", views.dispute, name="dispute"),
     path("b/callback/", views.callback, name="callback"),
     path("b/preferences/", views.preferences, name="preferences"),

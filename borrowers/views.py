@@ -25,7 +25,16 @@ from cases.services import ContactRefused
 from servicing.throttle import client_address
 
 from . import selectors, services
-from .forms import CallbackForm, ComplaintForm, DisputeForm, FactorForm, PlanForm, PreferencesForm, PromiseForm
+from .forms import (
+    CallbackForm,
+    ComplaintForm,
+    DisputeForm,
+    FactorForm,
+    PlanChoiceForm,
+    PlanForm,
+    PreferencesForm,
+    PromiseForm,
+)
 
 SESSION_KEY = "borrower_page"
 
@@ -94,6 +103,9 @@ def home(request):
 
         me = Borrower.objects.get(pk=request.borrower_id)
     open_accounts = [a for a in accounts if a.is_open]
+    for a in accounts:  # what the lender's terms let the borrower choose without waiting for an agent
+        today = timezone.localtime(timezone.now(), _zone(a.borrower)).date()
+        a.plan_choices = [] if a.active_plans else selectors.plan_options(account=a, today=today)
     protections = selectors.contact_rules_plain(jurisdiction=me.jurisdiction)
     records = list(selectors.person_borrowers(person=request.person))
     ctx = {
@@ -162,6 +174,18 @@ def plan(request, form):
     services.borrower_plan_propose(person=request.person, account_id=form.cleaned_data["account"],
                                    instalments=form.instalments(), note=form.cleaned_data["note"])
     return _("Your plan proposal was sent. An agent will accept it or make a counter-offer.")
+
+
+@_post(PlanChoiceForm, "choose")
+def plan_choose(request, form):
+    account = selectors.person_account_get(person=request.person, account_id=form.cleaned_data["account"])
+    plan = services.borrower_plan_choose(person=request.person, account_id=account.pk,
+                                         option=form.cleaned_data["option"],
+                                         today=timezone.localtime(timezone.now(), _zone(account.borrower)).date())
+    if plan.status != "active":  # the lender's terms changed since the page was shown
+        return _("Your plan was sent for approval. We will tell you the answer.")
+    return _("Your repayment plan is agreed. The first payment is due on %(date)s.") % {
+        "date": plan.instalments.order_by("seq").first().due_date.isoformat()}
 
 
 @_post(DisputeForm, "dispute")

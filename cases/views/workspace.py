@@ -32,7 +32,7 @@ from cases.forms import (
     StatusForm,
 )
 from cases.gate import contact_check
-from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, User
+from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, RepaymentPlan, User
 from reminders.selectors import notification_list_for_user
 from scoring.selectors import score_summary
 
@@ -402,12 +402,17 @@ def case_plan(request, pk: int):
             (f.cleaned_data["due_date"], f.cleaned_data["amount"]) for f in formset.forms if f.cleaned_data
         )
         try:
-            services.repayment_plan_create(
+            plan = services.repayment_plan_create(
                 actor=request.user, account=account, total_amount=form.cleaned_data["total_amount"], instalments=rows
             )
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
+            if plan.status == RepaymentPlan.Status.PENDING:  # a settlement outside the lender's terms
+                messages.warning(request, _("Repayment plan recorded: it is below the lender's settlement terms and "
+                                            "waits for a supervisor's approval. The current arrangement stays in "
+                                            "force until then."))
+                return redirect("case-detail", pk=account.pk)
             return _done(request, account, _("Repayment plan recorded."))
     return _render_case(request, account, forms={"plan": form, "instalments": formset}, active="plan", status=400)
 
