@@ -220,3 +220,12 @@ def plan_options(*, account: OverdueAccount, today: date) -> list[PlanOption]:
             for n in sorted({1, min(3, most)}) if floor_amount >= CENT * n
         ]
     return options
+
+
+def balance_parts(*, account: OverdueAccount) -> list[tuple[str, Decimal]]:
+    """What the balance is made of (principal, interest, fees, costs as ``finance`` keeps them); the principal
+    always, the other parts when not zero."""
+    from finance.selectors import account_balance_parts
+
+    parts = account_balance_parts(account=account)
+    return [(p, parts[p]) for p in ("principal", "interest", "fees", "costs") if p == "principal" or parts[p]]

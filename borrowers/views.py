@@ -106,6 +106,7 @@ def home(request):
     for a in accounts:  # what the lender's terms let the borrower choose without waiting for an agent
         today = timezone.localtime(timezone.now(), _zone(a.borrower)).date()
         a.plan_choices = [] if a.active_plans else selectors.plan_options(account=a, today=today)
+        a.parts = selectors.balance_parts(account=a)
     protections = selectors.contact_rules_plain(jurisdiction=me.jurisdiction)
     records = list(selectors.person_borrowers(person=request.person))
     ctx = {

@@ -305,3 +305,14 @@ def test_a_dispute_that_fails_leaves_no_evidence_file_behind(person, settings, t
     assert not Dispute.objects.exists() and not DisputeEvidence.objects.exists()
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert OverdueAccount.objects.get(pk=person["a2"].pk).status != OverdueAccount.Status.DISPUTE
+
+
+def test_the_page_shows_what_the_balance_is_made_of(signed_in, person):
+    acc = person["a1"]  # 1,200.00 placed with interest and fees (the placement file's optional columns)
+    OverdueAccount.objects.filter(pk=acc.pk).update(extra={"balance_parts": {"interest": "150.00", "fees": "50.00"}})
+    page = signed_in.get(reverse("borrowers:home"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    card = page.split(f'data-account="{acc.pk}"', 1)[1].split("</section>", 1)[0]
+    assert 'data-part="principal">1,000.00 CNY' in card
+    assert 'data-part="interest">150.00 CNY' in card and 'data-part="fees">50.00 CNY' in card
+    assert 'data-part="costs"' not in card  # a zero part is left out
+    assert "利息" in card and "1,200.00 CNY" in card
