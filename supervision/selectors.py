@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
-from django.utils.translation import gettext_lazy
 
 from cases.models import Borrower, Lender, OverdueAccount, User
+from compliance.audit_labels import AUDIT_ACTION_LABELS as AUDIT_ACTION_LABELS  # one table, old names kept
+from compliance.audit_labels import audit_action_label as audit_action_label
 from compliance.models import AuditEvent
 from compliance.selectors import (
     AUDIT_PAGE_SIZE,
@@ -33,62 +34,8 @@ def agent_list() -> QuerySet:
 # borrower name, a bounded count, the event detail. Added below the gate's part of this module.
 
 
-AUDIT_ACTION_LABELS = {
-    "auth.login": gettext_lazy("Signed in"),
-    "auth.logout": gettext_lazy("Signed out"),
-    "auth.login_failed": gettext_lazy("Sign-in failed"),
-    "cases.account.aged": gettext_lazy("Account aged"),
-    "cases.account.assigned": gettext_lazy("Account assigned"),
-    "cases.account.locked": gettext_lazy("Account locked"),
-    "cases.account.unlocked": gettext_lazy("Account unlocked"),
-    "cases.account.recalled": gettext_lazy("Account recalled"),
-    "cases.account.status_changed": gettext_lazy("Account status changed"),
-    "cases.account.updated": gettext_lazy("Account updated by a file"),
-    "cases.ageing.run": gettext_lazy("Daily ageing run"),
-    "cases.agent.settings_changed": gettext_lazy("Agent settings changed"),
-    "cases.borrower.opted_out": gettext_lazy("Borrower opted out"),
-    "cases.borrower.updated": gettext_lazy("Borrower contact details extended"),
-    "cases.callback.scheduled": gettext_lazy("Callback scheduled"),
-    "cases.column_mapping.saved": gettext_lazy("Column mapping saved"),
-    "cases.contact_attempt.recorded": gettext_lazy("Contact recorded"),
-    "cases.contact_attempt.started": gettext_lazy("Outreach started"),
-    "cases.contact_attempt.completed": gettext_lazy("Outreach completed"),
-    "cases.contact_attempt.unreported": gettext_lazy("Outreach left unreported"),
-    "cases.contact_attempt.outcome_changed": gettext_lazy("Contact outcome changed"),
-    "cases.instalment.missed": gettext_lazy("Instalment missed"),
-    "cases.lender.registered": gettext_lazy("Lender registered"),
-    "cases.lender.approved": gettext_lazy("Lender approved"),
-    "cases.lender.suspended": gettext_lazy("Lender refused or suspended"),
-    "cases.note.added": gettext_lazy("Note added"),
-    "cases.payment.recorded": gettext_lazy("Payment recorded"),
-    "cases.pii.viewed": gettext_lazy("Personal data revealed"),
-    "cases.placement.uploaded": gettext_lazy("File uploaded"),
-    "cases.placement.applied": gettext_lazy("File applied"),
-    "cases.placement.rejected": gettext_lazy("File rejected"),
-    "cases.placement.failed": gettext_lazy("File failed"),
-    "cases.placement.requeued": gettext_lazy("File queued again"),
-    "cases.plan.broken": gettext_lazy("Repayment plan broken"),
-    "cases.promise.broken": gettext_lazy("Promise broken"),
-    "cases.promise.created": gettext_lazy("Promise to pay recorded"),
-    "cases.repayment_plan.completed": gettext_lazy("Repayment plan completed"),
-    "cases.repayment_plan.created": gettext_lazy("Repayment plan created"),
-    "compliance.audit.verify_requested": gettext_lazy("Audit chain verification requested"),
-    "compliance.callback.blocked": gettext_lazy("Callback refused by the compliance check"),
-    "compliance.contact.blocked": gettext_lazy("Contact refused by the compliance check"),
-    "compliance.incident.opened": gettext_lazy("Incident opened"),
-    "compliance.incident.reviewed": gettext_lazy("Incident reviewed"),
-    "compliance.policy.drafted": gettext_lazy("Policy drafted"),
-    "compliance.policy.published": gettext_lazy("Policy published"),
-    "reminders.reminder.scheduled": gettext_lazy("Reminder scheduled"),
-}
 AUDIT_COUNT_CAP = 10_000
 AUDIT_SEARCH_MAX_SUBJECTS = 500  # accounts or borrowers one search term may stand for
-
-
-def audit_action_label(code: str) -> str:
-    """The translated label of an action code; an unknown code is shown as it is."""
-    label = AUDIT_ACTION_LABELS.get(code)
-    return str(label) if label is not None else code
 
 
 def audit_search_subjects(*, term: str, lender_id: int | None = None) -> tuple[list[int], list[int]]:
