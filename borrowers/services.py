@@ -467,6 +467,27 @@ def borrower_preferences_set(*, person: str, values: dict[str, bool]) -> list[st
     return changed
 
 
+def borrower_contact_times_set(*, person: str, windows: list[dict]) -> bool:
+    """The times that suit the borrower (``Borrower.contact_windows``; [] = no preference), on every lender's
+    record of the person: the gate then allows outreach only inside them as well (``rules.borrower_rules``).
+    Audited on each account when it changes. Returns whether anything changed."""
+    from cases.gate import contact_windows_facts
+
+    contact_windows_facts(windows)  # refuses a malformed window before anything is written
+    changed = False
+    with transaction.atomic():
+        for borrower in person_borrowers(person=person).select_for_update().order_by("pk"):
+            if (borrower.contact_windows or []) == windows:
+                continue
+            before, borrower.contact_windows = borrower.contact_windows, windows
+            borrower.save(update_fields=["contact_windows", "updated_at"])
+            changed = True
+            for account in borrower.accounts.all():
+                _audit_account("borrowers.contact_times.changed", account, subject=borrower, before=before,
+                               after=windows)
+    return changed
+
+
 def borrower_callback_request(*, person: str, account_id: int, due_at: datetime) -> Callback:
     """A call back at a time the borrower picks, if the call would be lawful then; for the assigned agent."""
     account = person_account_get(person=person, account_id=account_id)

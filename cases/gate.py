@@ -32,7 +32,17 @@ def borrower_facts(*, borrower, person_holds: frozenset[str] = frozenset()) -> r
         person_holds=person_holds,
         consented=frozenset(c for c, on in (("sms", borrower.sms_consent), ("email", borrower.email_consent)) if on),
         opted_out=frozenset(borrower.opted_out or ()),
+        contact_windows=contact_windows_facts(borrower.contact_windows),
     )
+
+
+def contact_windows_facts(raw) -> tuple[tuple[tuple[int, ...], int, int], ...]:
+    """``Borrower.contact_windows`` (policy-style dicts, written by ``borrowers.services``) as engine facts."""
+    out = []
+    for i, w in enumerate(raw or ()):
+        window = rules.Window.from_dict(w, f"contact_windows[{i}]")
+        out.append((window.days, window.start, window.end))
+    return tuple(out)
 
 
 #: Namespace of the person locks (the two-key advisory lock form never meets the one-key form).

@@ -106,6 +106,9 @@ class Borrower(models.Model):
     sms_consent = models.BooleanField(default=True)
     email_consent = models.BooleanField(default=True)
     after_hours_consent = models.BooleanField(default=False)
+    # The times the borrower said suit them ([{"days": ["mon", ...], "start": "18:00", "end": "21:00"}], local
+    # time; empty: no preference): the gate allows outreach only inside them as well as inside the policy's hours.
+    contact_windows = models.JSONField(_("convenient contact times"), default=list, blank=True)
     cease = models.BooleanField(_("cease communication"), default=False)
     dispute = models.BooleanField(_("dispute"), default=False)
     attorney = models.BooleanField(_("attorney-represented"), default=False)

@@ -80,9 +80,11 @@ def policy_strings() -> list[tuple[str, str]]:
     that a seeded policy without a zh-Hans wording fails ``--check`` like any other string. The UI
     shows them with ``pgettext("policy", ...)`` (labels through the engine's "compliance" context)."""
     sys.path.insert(0, str(ROOT))
+    from compliance.rules.engine import BORROWER_TIMES_CITATION
     from compliance.rules.seeds import POLICY_UPDATES, SEED_POLICIES
 
-    found: dict[tuple[str, str], None] = {}
+    # The rule the borrower's own convenient times add to every policy is cited like policy data.
+    found: dict[tuple[str, str], None] = {("policy", BORROWER_TIMES_CITATION): None}
     for policy in [*SEED_POLICIES, *POLICY_UPDATES]:
         for key in ("name", "description"):
             if policy.get(key):

@@ -68,7 +68,7 @@ and ``parties`` (proposal parties it restricts *and* history parties it counts; 
 See ``SEED_POLICIES`` and ``POLICY_UPDATES`` (compliance/rules/seeds.py) for complete examples.
 """
 
-from .engine import evaluate, history_window
+from .engine import BORROWER_TIMES_CITATION, BORROWER_TIMES_CODE, borrower_rules, evaluate, history_window
 from .model import (
     CHANNELS,
     CONVERSATION_OUTCOMES,
@@ -101,6 +101,9 @@ from .seeds import AU_NATIONAL_HOLIDAYS, POLICY_UPDATES, POLICY_UPDATES_2026_12,
 from .zones import JURISDICTION_ZONES
 
 __all__ = [
+    "BORROWER_TIMES_CITATION",
+    "BORROWER_TIMES_CODE",
+    "borrower_rules",
     "AU_NATIONAL_HOLIDAYS",
     "ELECTRONIC_CHANNELS",
     "JURISDICTION_ZONES",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, timedelta
 
 from .model import Attempt, BorrowerFacts, Decision, Proposal, Violation
-from .policy import Context, Policy
+from .policy import Context, Policy, TimeWindowRule, Window
 from .text import gettext_noop, text
 from .zones import JURISDICTION_ZONES
 
@@ -21,6 +21,24 @@ def history_window(policy: Policy) -> timedelta:
     even less history.)
     """
     return max((rule.lookback() for rule in policy.rules), default=timedelta(0))
+
+
+#: The rule that a borrower's own convenient times add to any policy (code and citation, translated as policy data).
+BORROWER_TIMES_CODE = "BORROWER.CONVENIENT_TIMES"
+BORROWER_TIMES_CITATION = ("Times the borrower said are convenient; contact at a time known to be inconvenient is "
+                           "not allowed (12 CFR 1006.6(b)(1)(i))")
+#: Channels that reach the borrower at a moment (a letter does not).
+BORROWER_TIMES_CHANNELS = ("call", "sms", "email", "visit")
+
+
+def borrower_rules(facts: BorrowerFacts) -> tuple[TimeWindowRule, ...]:
+    """The borrower's stated convenient times as one more time-window rule, on top of the policy's hours
+    (both must allow a moment); none when the borrower stated none."""
+    if not facts.contact_windows:
+        return ()
+    windows = tuple(Window(days=days, start=start, end=end) for days, start, end in facts.contact_windows)
+    return (TimeWindowRule(code=BORROWER_TIMES_CODE, citation=BORROWER_TIMES_CITATION,
+                           channels=BORROWER_TIMES_CHANNELS, parties=("borrower",), windows=windows),)
 
 
 def evaluate(*, policy: Policy, facts: BorrowerFacts, history: Sequence[Attempt], proposal: Proposal) -> Decision:
@@ -40,7 +58,7 @@ def evaluate(*, policy: Policy, facts: BorrowerFacts, history: Sequence[Attempt]
         violation = Violation("TZ_UNKNOWN", message.render(), "12 CFR 1006.6(b)(1)(i) (place of the consumer)", (message,))
         return Decision(False, (violation,), None, policy.code, policy.version)
     ctx = Context.build(facts=facts, history=history, proposal=proposal, zones=tuple(zones))
-    bounds = [rule.bind(ctx) for rule in policy.rules if rule.applies(proposal, facts)]
+    bounds = [rule.bind(ctx) for rule in (*policy.rules, *borrower_rules(facts)) if rule.applies(proposal, facts)]
 
     violations = []
     unpredictable = False

@@ -151,6 +151,9 @@ class BorrowerFacts:
     person_holds: frozenset[str] = frozenset()
     consented: frozenset[str] = frozenset(ELECTRONIC_CHANNELS)
     opted_out: frozenset[str] = frozenset()
+    # The times the borrower said suit them, as (weekdays, start minute, end minute) in their local time;
+    # empty: no preference. Outreach outside them is at a time known to be inconvenient (Reg F 1006.6(b)(1)).
+    contact_windows: tuple[tuple[tuple[int, ...], int, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Accept any iterables (e.g. lists from a JSONField) but store immutable values.
@@ -162,6 +165,11 @@ class BorrowerFacts:
         object.__setattr__(self, "person_holds", person_holds)
         object.__setattr__(self, "consented", frozenset(self.consented or ()))
         object.__setattr__(self, "opted_out", frozenset(self.opted_out or ()))
+        windows = tuple((tuple(sorted(set(days))), int(start), int(end)) for days, start, end in self.contact_windows or ())
+        for days, start, end in windows:
+            if not days or not set(days) <= set(range(7)) or not 0 <= start < end <= 1440:
+                raise ValueError(f"Bad contact window {days} {start}-{end}: weekdays 0-6, 0 <= start < end <= 1440.")
+        object.__setattr__(self, "contact_windows", windows)
         unknown = sorted(person_holds - set(HOLD_FLAGS))
         if unknown:
             raise ValueError(f"Unknown hold flag(s) {unknown}; allowed: {', '.join(HOLD_FLAGS)}.")
