@@ -6,6 +6,8 @@ from decimal import Decimal
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from cases.forms import ContactTimesForm
+
 from .dates import add_months
 from .models import Dispute
 
@@ -72,39 +74,11 @@ class DisputeForm(_AccountForm):
     evidence = MultipleFileField(label=_("Evidence (PDF, JPEG or PNG, up to 5 files, optional)"), required=False)
 
 
-WEEKDAY_CHOICES = [("mon", _("Mon")), ("tue", _("Tue")), ("wed", _("Wed")), ("thu", _("Thu")), ("fri", _("Fri")),
-                   ("sat", _("Sat")), ("sun", _("Sun"))]
-MIN_WINDOW_MINUTES = 60
-
-
-class PreferencesForm(forms.Form):
+class PreferencesForm(ContactTimesForm):
     sms_consent = forms.BooleanField(label=_("Text messages (SMS)"), required=False)
     email_consent = forms.BooleanField(label=_("Emails"), required=False)
     after_hours_consent = forms.BooleanField(label=_("I agree to be contacted outside the protected hours"),
                                              required=False)
-    # The times that suit the borrower (local time); both empty: no preference.
-    contact_from = forms.TimeField(label=_("Contact me only from"), required=False,
-                                   widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
-    contact_to = forms.TimeField(label=_("until"), required=False,
-                                 widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
-    contact_days = forms.MultipleChoiceField(label=_("on these days"), required=False, widget=forms.CheckboxSelectMultiple,
-                                             choices=WEEKDAY_CHOICES)
-
-    def clean(self):
-        cd = super().clean()
-        start, end = cd.get("contact_from"), cd.get("contact_to")
-        if (start is None) != (end is None):
-            raise forms.ValidationError(_("Give both times, or neither for no preference."))
-        if start is not None and (end.hour * 60 + end.minute) - (start.hour * 60 + start.minute) < MIN_WINDOW_MINUTES:
-            raise forms.ValidationError(_("The times must leave at least an hour, the end after the start."))
-        return cd
-
-    def contact_windows(self) -> list[dict]:
-        cd = self.cleaned_data
-        if cd.get("contact_from") is None:
-            return []
-        return [{"days": cd.get("contact_days") or [d for d, _l in WEEKDAY_CHOICES],
-                 "start": cd["contact_from"].strftime("%H:%M"), "end": cd["contact_to"].strftime("%H:%M")}]
 
 
 class CallbackForm(_AccountForm):

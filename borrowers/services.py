@@ -28,6 +28,7 @@ from cases.services import (
     account_status_change,
     borrower_opt_out,
     contact_attempt_record,
+    contact_times_set,
     promise_create,
     repayment_plan_create,
 )
@@ -468,24 +469,11 @@ def borrower_preferences_set(*, person: str, values: dict[str, bool]) -> list[st
 
 
 def borrower_contact_times_set(*, person: str, windows: list[dict]) -> bool:
-    """The times that suit the borrower (``Borrower.contact_windows``; [] = no preference), on every lender's
-    record of the person: the gate then allows outreach only inside them as well (``rules.borrower_rules``).
-    Audited on each account when it changes. Returns whether anything changed."""
-    from cases.gate import contact_windows_facts
-
-    contact_windows_facts(windows)  # refuses a malformed window before anything is written
-    changed = False
-    with transaction.atomic():
-        for borrower in person_borrowers(person=person).select_for_update().order_by("pk"):
-            if (borrower.contact_windows or []) == windows:
-                continue
-            before, borrower.contact_windows = borrower.contact_windows, windows
-            borrower.save(update_fields=["contact_windows", "updated_at"])
-            changed = True
-            for account in borrower.accounts.all():
-                _audit_account("borrowers.contact_times.changed", account, subject=borrower, before=before,
-                               after=windows)
-    return changed
+    """The borrower's own page: the times that suit them, for the whole person (``cases.services``)."""
+    borrower = person_borrowers(person=person).order_by("pk").first()
+    if borrower is None:
+        return False
+    return contact_times_set(borrower=borrower, windows=windows, actor=None)
 
 
 def borrower_callback_request(*, person: str, account_id: int, due_at: datetime) -> Callback:

@@ -94,13 +94,6 @@ def _zone(borrower) -> ZoneInfo:
     return ZoneInfo(zones[0]) if zones else ZoneInfo(settings.TIME_ZONE)
 
 
-def _window_initial(windows) -> dict:
-    if not windows:
-        return {}
-    w = windows[0]
-    return {"contact_from": w["start"], "contact_to": w["end"], "contact_days": w["days"]}
-
-
 @borrower_session
 def home(request):
     accounts = selectors.person_overview(person=request.person)
@@ -131,7 +124,7 @@ def home(request):
         "education": selectors.education_pages(language=get_language() or settings.LANGUAGE_CODE),
         "prefs_form": PreferencesForm(prefix="prefs", initial={
             "sms_consent": me.sms_consent, "email_consent": me.email_consent,
-            "after_hours_consent": me.after_hours_consent, **_window_initial(me.contact_windows)}),
+            "after_hours_consent": me.after_hours_consent, **PreferencesForm.initial_for(me.contact_windows)}),
     }
     return render(request, "borrowers/home.html", ctx)
 

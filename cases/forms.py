@@ -254,3 +254,43 @@ STATUS_ACTIONS = [
 class StatusForm(forms.Form):
     status = forms.ChoiceField(label=_("Change"), choices=STATUS_ACTIONS)
     reason = forms.CharField(label=_("Reason"), max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+WEEKDAY_CHOICES = [("mon", _("Mon")), ("tue", _("Tue")), ("wed", _("Wed")), ("thu", _("Thu")), ("fri", _("Fri")),
+                   ("sat", _("Sat")), ("sun", _("Sun"))]
+MIN_WINDOW_MINUTES = 60
+
+
+class ContactTimesForm(forms.Form):
+    """The times that suit the borrower (their local time); both times empty: no preference. The agent's case
+    page and the borrower's own page both use it."""
+
+    contact_from = forms.TimeField(label=_("Contact me only from"), required=False,
+                                   widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    contact_to = forms.TimeField(label=_("until"), required=False,
+                                 widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    contact_days = forms.MultipleChoiceField(label=_("on these days"), required=False,
+                                             widget=forms.CheckboxSelectMultiple, choices=WEEKDAY_CHOICES)
+
+    def clean(self):
+        cd = super().clean()
+        start, end = cd.get("contact_from"), cd.get("contact_to")
+        if (start is None) != (end is None):
+            raise forms.ValidationError(_("Give both times, or neither for no preference."))
+        if start is not None and (end.hour * 60 + end.minute) - (start.hour * 60 + start.minute) < MIN_WINDOW_MINUTES:
+            raise forms.ValidationError(_("The times must leave at least an hour, the end after the start."))
+        return cd
+
+    def contact_windows(self) -> list[dict]:
+        cd = self.cleaned_data
+        if cd.get("contact_from") is None:
+            return []
+        return [{"days": cd.get("contact_days") or [d for d, _l in WEEKDAY_CHOICES],
+                 "start": cd["contact_from"].strftime("%H:%M"), "end": cd["contact_to"].strftime("%H:%M")}]
+
+    @staticmethod
+    def initial_for(windows) -> dict:
+        if not windows:
+            return {}
+        w = windows[0]
+        return {"contact_from": w["start"], "contact_to": w["end"], "contact_days": w["days"]}

@@ -409,6 +409,32 @@ def borrower_opt_out(*, borrower: Borrower, address: str, actor: User | None, so
         return borrower
 
 
+def contact_times_set(*, borrower: Borrower, windows: list[dict], actor: User | None) -> bool:
+    """The times that suit the borrower (``Borrower.contact_windows``; [] = no preference), told to an agent
+    or set on the borrower's page, on every lender's record of the same person: the gate then allows outreach
+    only inside them as well (``compliance.rules.borrower_rules``). Audited on each account when it changes;
+    without an actor, as the borrower's own act. Returns whether anything changed."""
+    from .gate import contact_windows_facts
+
+    contact_windows_facts(windows)  # refuses a malformed window before anything is written
+    records = (Borrower.objects.filter(person_key=borrower.person_key) if borrower.person_key
+               else Borrower.objects.filter(pk=borrower.pk))
+    changed = False
+    with transaction.atomic():
+        for row in records.select_for_update().order_by("pk"):
+            if (row.contact_windows or []) == windows:
+                continue
+            before, row.contact_windows = row.contact_windows, windows
+            row.save(update_fields=["contact_windows", "updated_at"])
+            changed = True
+            for account_id in row.accounts.values_list("pk", flat=True):
+                audit_log(action="cases.borrower.contact_times_changed", actor=actor,
+                          actor_label="" if actor is not None else "borrower", lender_id=row.lender_id,
+                          subject=row, account_id=account_id, borrower_id=row.pk,
+                          data={"before": before, "after": windows})
+    return changed
+
+
 # ---------------------------------------------------------------------------------------------
 # Ageing
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("cases/<int:pk>/callback/", workspace.case_callback, name="case-callback"),
     path("cases/<int:pk>/note/", workspace.case_note, name="case-note"),
     path("cases/<int:pk>/status/", workspace.case_status, name="case-status"),
+    path("cases/<int:pk>/contact-times/", workspace.case_contact_times, name="case-contact-times"),
     path("cases/<int:pk>/reveal/", workspace.case_reveal, name="case-reveal"),
     path("cases/<int:pk>/release/", workspace.case_release, name="case-release"),
     path("cases/<int:pk>/assign/", workspace.case_assign, name="case-assign"),

@@ -32,7 +32,7 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
     "borrowers.evidence.viewed": _("Dispute evidence opened"),
     "borrowers.opt_out.requested": _("Borrower opted out online"),
     "borrowers.preferences.changed": _("Borrower changed contact preferences"),
-    "borrowers.contact_times.changed": _("Borrower changed the times that suit them"),
+    "cases.borrower.contact_times_changed": _("Times that suit the borrower changed"),
     "borrowers.callback.requested": _("Borrower booked a call back"),
     "borrowers.callback.refused": _("Borrower's call back time refused by the contact rules"),
     "borrowers.message.refused": _("Message refused: it would name the debt to a third party"),

@@ -20,6 +20,7 @@ from cases.forms import (
     CALL_BAR_OUTCOMES,
     AssignForm,
     CallbackForm,
+    ContactTimesForm,
     InstalmentFormSet,
     NoteForm,
     OutreachCompleteForm,
@@ -159,6 +160,7 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
         "callback": lambda: CallbackForm(auto_id=CallbackForm.AUTO_ID),
         "note": lambda: NoteForm(),
         "status": lambda: StatusForm(),
+        "times": lambda: ContactTimesForm(prefix="times", initial=ContactTimesForm.initial_for(borrower.contact_windows)),
     }
     for key, make in defaults.items():
         forms.setdefault(key, make())
@@ -446,6 +448,20 @@ def case_note(request, pk: int):
         save=lambda account, cd: services.note_add(actor=request.user, account=account, body=cd["body"]),
         done=_("Note added."),
     )
+
+
+@require_POST
+@workspace_view
+def case_contact_times(request, pk: int):
+    """The borrower told the agent when it suits them (or that any time does): for the whole person."""
+    account = _account(request, pk)
+    if resp := _locked_redirect(request, account):
+        return resp
+    form = ContactTimesForm(request.POST, prefix="times")
+    if not form.is_valid():
+        return _render_case(request, account, forms={"times": form}, active="times", status=400)
+    services.contact_times_set(borrower=account.borrower, windows=form.contact_windows(), actor=request.user)
+    return _done(request, account, _("The times that suit the borrower are saved."))
 
 
 @require_POST

@@ -11,6 +11,7 @@ from django.urls import reverse
 from cases import services as case_services
 from cases.models import Borrower, ContactAttempt
 from compliance.models import AuditEvent
+from tests import factories as f
 from tests.borrowers.test_actions import signed_in  # noqa: F401 - the signed-in borrower client
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +28,7 @@ def test_stated_times_reach_every_record_of_the_person_and_the_gate(signed_in, p
     for acc in (person["a1"], person["a2"]):  # both lenders' records of the person
         b = Borrower.objects.get(pk=acc.borrower_id)
         assert b.contact_windows == [{"days": ["mon", "tue", "wed"], "start": "18:00", "end": "21:00"}]
-        assert AuditEvent.objects.filter(action="borrowers.contact_times.changed", account_id=acc.pk).exists()
+        assert AuditEvent.objects.filter(action="cases.borrower.contact_times_changed", account_id=acc.pk).exists()
     assert Borrower.objects.get(pk=person["stranger"].borrower_id).contact_windows == []
 
     acc = person["a2"]
@@ -67,3 +68,25 @@ def test_bad_times_are_refused_and_nothing_changes(signed_in, person, start, end
                        HTTP_ACCEPT_LANGUAGE="en")
     assert "Give both times" in r.content.decode() or "at least an hour" in r.content.decode()
     assert Borrower.objects.get(pk=person["a1"].borrower_id).contact_windows == []
+
+
+def test_an_agent_records_the_times_the_borrower_gave_on_the_phone(client, person):
+    client.force_login(person["agent"])
+    acc = person["a1"]
+    r = client.post(reverse("case-contact-times", args=[acc.pk]),
+                    {"times-contact_from": "19:00", "times-contact_to": "21:30", "times-contact_days": ["sat", "sun"]})
+    assert r.status_code == 302
+    for a in (person["a1"], person["a2"]):  # the person, whichever lender placed them
+        assert Borrower.objects.get(pk=a.borrower_id).contact_windows == [
+            {"days": ["sat", "sun"], "start": "19:00", "end": "21:30"}]
+    e = AuditEvent.objects.get(action="cases.borrower.contact_times_changed", account_id=acc.pk)
+    assert e.actor_id == person["agent"].pk and e.data["after"][0]["start"] == "19:00"
+    # A bad entry is refused on the case page and changes nothing.
+    r = client.post(reverse("case-contact-times", args=[acc.pk]), {"times-contact_from": "19:00"},
+                    HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 400 and "Give both times" in r.content.decode()
+    assert Borrower.objects.get(pk=acc.borrower_id).contact_windows[0]["start"] == "19:00"
+    # Another agent's account (not theirs): 404, nothing written.
+    other = f.account(lender=person["l1"], agent=f.user(role="agent"))
+    assert client.post(reverse("case-contact-times", args=[other.pk]),
+                       {"times-contact_from": "", "times-contact_to": ""}).status_code == 404
