@@ -21,6 +21,9 @@ FORMATS = ("json", "csv", "pdf", "xlsx")
 
 
 class StatementSerializer(serializers.ModelSerializer):
+    """``written_off_total``: settlements settled in the period less those reopened, reported to the lender; not
+    part of ``amount_due`` (a write-off is not money due)."""
+
     # Plain strings: the choice enums would clash by name with other "kind"/"currency" fields in the schema.
     kind = serializers.CharField(read_only=True)
     currency = serializers.CharField(read_only=True)
@@ -29,7 +32,7 @@ class StatementSerializer(serializers.ModelSerializer):
         model = Statement
         fields = ["id", "lender", "currency", "kind", "label", "period_start", "period_end", "remit_net",
                   "payments_count", "payments_total", "reversals_count", "reversals_total", "commission_total",
-                  "amount_due", "issued_at"]
+                  "amount_due", "settlements_count", "settlements_reopened_count", "written_off_total", "issued_at"]
         read_only_fields = fields
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from cases.models import CURRENCIES, Lender, OverdueAccount, Payment, PromiseToPay
@@ -249,6 +250,38 @@ class Settlement(models.Model):
         return self.max_instalments is not None and len(self.instalments or []) > self.max_instalments
 
 
+class SettlementEntry(models.Model):
+    """A settlement reported to the lender: settled (``written_off`` the remainder written off) or reopened because
+    the payment that settled it was reversed (``written_off`` negative: the write-off restored). Append-only and
+    stamped when recorded, like ``CommissionEntry``: a ``Settlement`` row changes when it is reopened (and may be
+    settled again), so statements read these rows instead, and an issued statement never changes."""
+
+    class Kind(models.TextChoices):
+        SETTLED = "settled", _("Settled")
+        REOPENED = "reopened", _("Reopened")
+
+    settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="entries")
+    lender = models.ForeignKey(Lender, on_delete=models.PROTECT, related_name="+", db_index=False)
+    account = models.ForeignKey(OverdueAccount, on_delete=models.PROTECT, related_name="+")
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                help_text=_("The payment that settled it (settled) or whose reversal reopened it."))
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    currency = models.CharField(max_length=3, choices=CURRENCIES)
+    amount = _money(_("settlement amount"))
+    written_off = _money(_("written off"))
+    created_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("settlement entry")
+        verbose_name_plural = _("settlement entries")
+        constraints = [
+            models.CheckConstraint(name="settlement_entry_sign", condition=Q(kind="settled", written_off__gte=0)
+                                   | Q(kind="reopened", written_off__lte=0)),
+        ]
+        # Statements sum a lender's settlements by the time they were settled or reopened (recorded).
+        indexes = [models.Index(fields=["lender", "created_at"], name="settle_entry_lender_time_idx")]
+
+
 class CommissionPlan(models.Model):
     """What the platform earns from a lender, versioned with effective dates: a percentage of the amounts
     collected, by the account's bucket at placement, and an optional flat fee per account (earned once, with the
@@ -305,7 +338,7 @@ class Statement(models.Model):
     """A remittance statement: one lender, one currency, one period ``[period_start, period_end)`` of recorded
     time. Periods of a lender follow one another without gap or overlap, and the rows they cover are
     append-only and stamped when recorded, so an issued statement is frozen: anything recorded later (a late
-    payment, a reversal, commission taken back) lands in the next period."""
+    payment, a reversal, commission taken back, a settlement settled or reopened) lands in the next period."""
 
     class Kind(models.TextChoices):
         MONTH = "month", _("Month")
@@ -323,6 +356,11 @@ class Statement(models.Model):
     reversals_count = models.PositiveIntegerField(default=0)
     reversals_total = _money(_("reversals"))
     commission_total = _money(_("commission"))
+    # Settlements settled (and reopened) in the period and the net amount written off: reported to the lender,
+    # not money due to it (``amount_due`` does not include them).
+    settlements_count = models.PositiveIntegerField(_("settlements settled"), default=0)
+    settlements_reopened_count = models.PositiveIntegerField(_("settlements reopened"), default=0)
+    written_off_total = _money(_("written off (settlements)"))
     amount_due = models.DecimalField(_("amount due to the lender"), max_digits=14, decimal_places=2)
     issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="+")

@@ -28,6 +28,7 @@ from .models import (
     PaymentAllocation,
     PaymentReversal,
     Settlement,
+    SettlementEntry,
     SettlementRule,
 )
 
@@ -545,6 +546,11 @@ def _settlement_paid_check(*, account: OverdueAccount, ab: AccountBalance, payme
     settlement.written_off = sum(parts.values(), ZERO)
     settlement.status, settlement.settled_at, settlement.settling_payment = Settlement.Status.SETTLED, timezone.now(), payment
     settlement.save()
+    # What the lender's statement reports (finance/statements.py): append-only, stamped when settled.
+    SettlementEntry.objects.create(
+        settlement=settlement, lender_id=settlement.lender_id, account_id=account.pk, payment=payment,
+        kind=SettlementEntry.Kind.SETTLED, currency=settlement.currency, amount=settlement.amount,
+        written_off=settlement.written_off, created_at=settlement.settled_at)
     for part in PARTS:
         setattr(ab, part, ZERO)
     ab.save()
@@ -564,6 +570,11 @@ def _settlement_reopen(*, account: OverdueAccount, ab: AccountBalance, payment: 
         setattr(ab, part, getattr(ab, part) + Decimal(value))
     account.balance += settlement.written_off
     _audit_settlement("reopened", settlement, actor, written_off_restored=settlement.written_off, payment_id=payment.pk)
+    # Reported on the lender's next statement; the one that reported it settled stays as issued.
+    SettlementEntry.objects.create(
+        settlement=settlement, lender_id=settlement.lender_id, account_id=account.pk, payment=payment,
+        kind=SettlementEntry.Kind.REOPENED, currency=settlement.currency, amount=settlement.amount,
+        written_off=-settlement.written_off, created_at=timezone.now())
     settlement.status, settlement.settled_at, settlement.settling_payment = Settlement.Status.APPROVED, None, None
     settlement.written_off, settlement.written_off_parts = ZERO, {}
     settlement.save()

@@ -44,6 +44,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_FIELDS = (
     "external_ref", "status", "balance", "currency", "principal", "due_date", "days_past_due", "bucket",
     "last_contact_at", "last_outcome", "open_promises", "kept_promises", "broken_promises", "recovered", "updated_at",
+    # Appended (issue 13) so that existing column positions stay: the account's settled settlement, empty if none.
+    "settlement_amount", "written_off",
 )
 
 
@@ -87,10 +89,13 @@ def _int_subquery(qs) -> Subquery:
 
 
 def accounts_with_results(*, user: User) -> QuerySet[OverdueAccount]:
-    """The caller's visible accounts annotated with last contact, promise counts and amount recovered.
+    """The caller's visible accounts annotated with last contact, promise counts, amount recovered and the
+    settled settlement (amount and written off; None if none).
 
     Correlated subqueries (not joins) so the counts never multiply each other; one query for any page.
     """
+    from finance.models import Settlement  # finance imports this module (csv_safe)
+
     attempts = ContactAttempt.objects.filter(account=OuterRef("pk")).order_by("-occurred_at", "-id")
 
     def promises(status: str):
@@ -99,6 +104,9 @@ def accounts_with_results(*, user: User) -> QuerySet[OverdueAccount]:
 
     recovered = (Payment.objects.filter(account=OuterRef("pk")).order_by().values("account")
                  .annotate(total=Sum("amount")).values("total"))
+    # At most one (a settled account is closed; a reopened one is approved again), latest first all the same.
+    settled = Settlement.objects.filter(account=OuterRef("pk"), status=Settlement.Status.SETTLED).order_by("-settled_at")
+    amount_field = DecimalField(max_digits=14, decimal_places=2)
     return account_list_for_user(user=user).annotate(
         last_contact_at=Subquery(attempts.values("occurred_at")[:1]),
         last_outcome=Subquery(attempts.values("outcome")[:1]),
@@ -107,6 +115,8 @@ def accounts_with_results(*, user: User) -> QuerySet[OverdueAccount]:
         broken_promises=_int_subquery(promises(PromiseToPay.Status.BROKEN)),
         recovered=Coalesce(Subquery(recovered, output_field=DecimalField(max_digits=14, decimal_places=2)),
                            Value(Decimal("0")), output_field=DecimalField(max_digits=14, decimal_places=2)),
+        settlement_amount=Subquery(settled.values("amount")[:1], output_field=amount_field),
+        written_off=Subquery(settled.values("written_off")[:1], output_field=amount_field),
     )
 
 
@@ -182,6 +192,8 @@ def _readable_columns() -> list[tuple[str, object]]:
         (_("Broken promises"), lambda r: r["broken_promises"]),
         (_("Recovered"), lambda r: money(r["recovered"])),
         (_("Updated"), lambda r: local_minute(r["updated_at"])),
+        (_("Settled for"), lambda r: money(r["settlement_amount"])),
+        (_("Written off"), lambda r: money(r["written_off"])),
     ]
 
 
