@@ -108,7 +108,9 @@ class Borrower(models.Model):
     after_hours_consent = models.BooleanField(default=False)
     # The times the borrower said suit them ([{"days": ["mon", ...], "start": "18:00", "end": "21:00"}], local
     # time; empty: no preference): the gate allows outreach only inside them as well as inside the policy's hours.
-    contact_windows = models.JSONField(_("convenient contact times"), default=list, blank=True)
+    # db_default: raw bulk writers (the COPY importer, the benches) that list their columns still get "none".
+    contact_windows = models.JSONField(_("convenient contact times"), default=list, blank=True,
+                                       db_default=Value([], output_field=models.JSONField()))
     cease = models.BooleanField(_("cease communication"), default=False)
     dispute = models.BooleanField(_("dispute"), default=False)
     attorney = models.BooleanField(_("attorney-represented"), default=False)
