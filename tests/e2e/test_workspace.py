@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
 
 from cases.models import ContactAttempt, PromiseToPay
+from cases.views.presenters import agent_zone
 from tests import factories as f
 from tests.cases.test_workspace import zone_at_local_hour
 from tests.e2e.conftest import login
@@ -53,8 +55,11 @@ def test_agent_works_a_case_end_to_end(page, desk):
     page.click("#panel-outreach summary")
 
     # A back-dated time in the live check: judged at that time, not "Enter a valid date and time".
-    page.fill("#id_occurred_at", (timezone.localtime() - timedelta(days=1)).replace(hour=23, minute=0)
-              .strftime("%Y-%m-%dT%H:%M"))
+    # 23:00 yesterday in the *borrower's* zone (their quiet hours whatever the hour of the run), typed in the
+    # agent's zone as the form expects.
+    borrower_zone = ZoneInfo(desk["day"].borrower.time_zones[0])
+    late = (timezone.now().astimezone(borrower_zone) - timedelta(days=1)).replace(hour=23, minute=0, second=0)
+    page.fill("#id_occurred_at", late.astimezone(agent_zone(desk["agent"])).strftime("%Y-%m-%dT%H:%M"))
     page.dispatch_event("#id_occurred_at", "change")
     page.wait_for_selector("#live-check .decision[data-allowed='0']")
     assert "CN.QUIET_HOURS" in page.locator("#live-check").inner_text()
