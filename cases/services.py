@@ -179,7 +179,9 @@ def _attempt_insert(*, g: _Gate, actor: User | None, channel: str, outcome: str,
             person_key=g.borrower.person_key, other_accounts=[a.pk for a in g.others],
             breach=breach or [], is_breach=bool(breach),
         )
-        attempt.full_clean()
+        # The related rows were just read (and locked) by the gate: checking that each exists again would cost
+        # four queries per outreach, the hottest write of the platform.
+        attempt.full_clean(exclude=["lender", "borrower", "account", "agent", "second_collector"])
         attempt.save()
         ContactAttemptAccount.objects.bulk_create(
             [ContactAttemptAccount(attempt=attempt, account=other) for other in g.others]
