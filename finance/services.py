@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from cases.models import Instalment, OverdueAccount, Payment, PromiseToPay, RepaymentPlan, User
 from compliance.audit import audit_log
@@ -180,9 +181,9 @@ def payment_receive(*, actor: User | None, account: OverdueAccount, external_ref
 
     external_ref = external_ref.strip()
     if not external_ref:
-        raise ValidationError({"external_ref": "An external reference is required."})
+        raise ValidationError({"external_ref": _("An external reference is required.")})
     if amount != cents(amount):
-        raise ValidationError({"amount": "Amounts are in whole cents."})
+        raise ValidationError({"amount": _("Amounts are in whole cents.")})
 
     def existing() -> PaymentAllocation | None:
         return (PaymentAllocation.objects.select_related("payment")
@@ -258,7 +259,7 @@ def payment_reverse(*, payment: Payment, actor: User | None, reason: str, note: 
     """Undo a payment: its allocation to the parts, the account balance, the plan instalments and the promise
     credit; audited. Idempotent: a payment is reversed once; again returns (the reversal, False)."""
     if reason not in PaymentReversal.Reason.values:
-        raise ValidationError({"reason": f"Unknown reason {reason!r}."})
+        raise ValidationError({"reason": _("Unknown reason %(reason)r.") % {"reason": reason}})
     today = timezone.localdate()
     with transaction.atomic():
         account = OverdueAccount.objects.select_for_update().get(pk=payment.account_id)
@@ -267,7 +268,7 @@ def payment_reverse(*, payment: Payment, actor: User | None, reason: str, note: 
             return done, False
         allocation = PaymentAllocation.objects.filter(pk=payment.pk).first()
         if allocation is None:
-            raise ValidationError("This payment was recorded before allocations existed and cannot be reversed here.")
+            raise ValidationError(_("This payment was recorded before allocations existed and cannot be reversed here."))
         ab = _balance_locked(account=account, balance=account.balance)
         reopened = _settlement_reopen(account=account, ab=ab, payment=payment, actor=actor)
         for part in PARTS:
@@ -451,28 +452,27 @@ def _settlement_activate(*, settlement: Settlement, actor: User) -> None:
 
 def settlement_offer(*, actor: User, account: OverdueAccount, amount: Decimal,
                      instalments: list[tuple[date, Decimal]]) -> Settlement:
-    """Offer to close ``account`` for ``amount`` (less than its balance), paid by ``instalments``. At or above the
-    lender's floor for the account's bucket it is approved at once; below it waits for a supervisor."""
+    """Offer to close ``account`` for ``amount`` (less than its balance), paid by ``instalments``. Within the lender's
+    terms (at or above the floor for the account's bucket, no more than its maximum instalments) it is approved at
+    once; outside them it waits for a supervisor, like a plan for less than the balance."""
     with transaction.atomic():
         account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
         terms = settlement_terms_in_force(lender_id=account.lender_id)
         errors = {}
         if not account.is_open:
-            errors["amount"] = "This account is closed."
+            errors["amount"] = _("This account is closed.")
         elif amount <= 0 or amount != cents(amount):
-            errors["amount"] = "The settlement amount must be positive, in whole cents."
+            errors["amount"] = _("The settlement amount must be positive, in whole cents.")
         elif amount >= account.balance:
-            errors["amount"] = "A settlement is for less than the outstanding balance."
+            errors["amount"] = _("A settlement is for less than the outstanding balance.")
         if not instalments:
-            errors["instalments"] = "A settlement needs at least one instalment."
-        elif len(instalments) > terms.max_instalments:
-            errors["instalments"] = f"This lender allows at most {terms.max_instalments} instalments."
+            errors["instalments"] = _("A settlement needs at least one instalment.")
         elif sum((a for _d, a in instalments), ZERO) != amount:
-            errors["instalments"] = "The instalments must add up to the settlement amount."
+            errors["instalments"] = _("The instalments must add up to the settlement amount.")
         if errors:
             raise ValidationError(errors)
         if Settlement.objects.filter(account=account, status__in=Settlement.OPEN).exists():
-            raise ValidationError("This account already has an open settlement.")
+            raise ValidationError(_("This account already has an open settlement."))
         check = settlement_check(account=account, amount=amount, instalments=len(instalments))
         floor_amount = check.floor_amount
         settlement = Settlement(
@@ -480,7 +480,7 @@ def settlement_offer(*, actor: User, account: OverdueAccount, amount: Decimal,
             balance_at_offer=account.balance, percent=check.percent, bucket=check.bucket,
             floor_percent=check.floor_percent, rule_version=terms.version, max_instalments=terms.max_instalments,
             instalments=[{"due_date": d.isoformat(), "amount": str(a)} for d, a in instalments],
-            needs_approval=check.below_floor, status=Settlement.Status.PENDING, offered_by=actor,
+            needs_approval=check.needs_approval, status=Settlement.Status.PENDING, offered_by=actor,
         )
         settlement.full_clean(validate_unique=False, validate_constraints=False)
         settlement.save()
@@ -500,7 +500,7 @@ def _settlement_decide(*, actor: User, settlement: Settlement) -> Settlement:
     settlement = Settlement.objects.select_for_update().get(pk=settlement.pk)
     settlement.account = account
     if settlement.status != Settlement.Status.PENDING:
-        raise ValidationError("This settlement has already been decided.")
+        raise ValidationError(_("This settlement has already been decided."))
     return settlement
 
 
