@@ -483,7 +483,7 @@ def account_age(*, account_id: int, today: date | None = None) -> OverdueAccount
 
 def account_status_change(*, actor: User, account: OverdueAccount, status: str, reason: str = "") -> OverdueAccount:
     if status not in OverdueAccount.Status.values:
-        raise ValidationError({"status": f"Unknown status {status!r}."})
+        raise ValidationError({"status": _("Unknown status %(status)r.") % {"status": status}})
     with transaction.atomic():
         account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
         before = account.status
@@ -503,11 +503,11 @@ def account_status_change(*, actor: User, account: OverdueAccount, status: str, 
 
 def promise_create(*, actor: User, account: OverdueAccount, amount: Decimal, due_date: date) -> PromiseToPay:
     if amount <= 0:
-        raise ValidationError({"amount": "The promised amount must be positive."})
+        raise ValidationError({"amount": _("The promised amount must be positive.")})
     if amount > account.balance:
-        raise ValidationError({"amount": "The promised amount exceeds the outstanding balance."})
+        raise ValidationError({"amount": _("The promised amount exceeds the outstanding balance.")})
     if due_date < timezone.localdate():
-        raise ValidationError({"due_date": "The promised date cannot be in the past."})
+        raise ValidationError({"due_date": _("The promised date cannot be in the past.")})
     with transaction.atomic():
         promise = PromiseToPay(account=account, amount=amount, currency=account.currency, due_date=due_date, created_by=actor)
         promise.full_clean()
@@ -528,7 +528,7 @@ def payment_record(
     *, actor: User | None, account: OverdueAccount, amount: Decimal, paid_at: datetime, method: str = "", reference: str = ""
 ) -> Payment:
     if amount <= 0:
-        raise ValidationError({"amount": "The payment amount must be positive."})
+        raise ValidationError({"amount": _("The payment amount must be positive.")})
     with transaction.atomic():
         account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
         balance_before = account.balance  # finance splits the payment over the balance parts (below)
@@ -617,7 +617,7 @@ def _plan_payment_apply(*, actor: User | None, account: OverdueAccount, amount: 
 def note_add(*, actor: User, account: OverdueAccount, body: str) -> Note:
     body = body.strip()
     if not body:
-        raise ValidationError({"body": "A note cannot be empty."})
+        raise ValidationError({"body": _("A note cannot be empty.")})
     with transaction.atomic():
         note = Note.objects.create(account=account, author=actor, body=body)
         audit_log(
@@ -635,11 +635,11 @@ def callback_schedule(*, actor: User, account: OverdueAccount, due_at: datetime,
     from .gate import contact_check
 
     if channel not in ContactAttempt.Channel.values:
-        raise ValidationError({"channel": f"Unknown channel {channel!r}."})
+        raise ValidationError({"channel": _("Unknown channel %(channel)r.") % {"channel": channel}})
     if timezone.is_naive(due_at):
-        raise ValidationError({"due_at": "Time must include a time zone offset."})
+        raise ValidationError({"due_at": _("Time must include a time zone offset.")})
     if due_at <= timezone.now():
-        raise ValidationError({"due_at": "A callback must be scheduled in the future."})
+        raise ValidationError({"due_at": _("A callback must be scheduled in the future.")})
     decision = contact_check(account=account, channel=channel, at=due_at)
     with transaction.atomic():
         if not decision.allowed:

@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import rules
 from .models import AuditEvent, AuditVerification, Policy
@@ -40,7 +41,7 @@ def policy_row_in_force(*, code: str, at: datetime) -> Policy:
         .first()
     )
     if row is None:
-        raise ValidationError(f"No published contact policy for jurisdiction {code!r} at {at.isoformat()}.")
+        raise ValidationError(_("No published contact policy for jurisdiction %(code)s at %(at)s.") % {"code": code, "at": at.isoformat()})
     return row
 
 
@@ -71,7 +72,7 @@ def policy_in_force(*, code: str, at: datetime, fresh: bool = False) -> rules.Po
     for row in _published_versions(code):
         if row.effective_from <= at:
             return policy_parse(row=row)
-    raise ValidationError(f"No published contact policy for jurisdiction {code!r} at {at.isoformat()}.")
+    raise ValidationError(_("No published contact policy for jurisdiction %(code)s at %(at)s.") % {"code": code, "at": at.isoformat()})
 
 
 def decision_as_dict(decision: rules.Decision) -> dict:

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import rules
 from .audit import audit_log
@@ -39,7 +40,7 @@ def policy_publish(*, actor, policy: Policy) -> Policy:
     with transaction.atomic():
         policy = Policy.objects.select_for_update().get(pk=policy.pk)
         if policy.status == Policy.Status.PUBLISHED:
-            raise ValidationError("This version is already published.")
+            raise ValidationError(_("This version is already published."))
         now = timezone.now()
         requested = policy.effective_from
         # Never in force before it was published: outreach already made stays judged by the rules then in force.

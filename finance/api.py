@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -31,7 +32,7 @@ class PaymentReportSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         if ("account" in attrs) == ("account_ref" in attrs):
-            raise serializers.ValidationError({"account": "Give exactly one of account and account_ref."})
+            raise serializers.ValidationError({"account": _("Give exactly one of account and account_ref.")})
         return attrs
 
 

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
 
 from cases.models import Lender, OverdueAccount, User
 from compliance.audit import audit_log
@@ -73,7 +74,7 @@ def _rows(*, content: bytes, name: str) -> list[tuple[int, list[str]]]:
         try:
             ws = load_workbook(io.BytesIO(content), read_only=True, data_only=True).worksheets[0]
         except Exception as exc:  # openpyxl raises many types for a broken workbook
-            raise ValidationError(f"Not a readable XLSX file ({exc.__class__.__name__}).") from exc
+            raise ValidationError(_("Not a readable XLSX file (%(error)s).") % {"error": exc.__class__.__name__}) from exc
         rows = []
         for n, row in enumerate(ws.iter_rows(values_only=True), start=1):
             rows.append((n, [_cell(v) for v in row]))
@@ -87,7 +88,7 @@ def _rows(*, content: bytes, name: str) -> list[tuple[int, list[str]]]:
         except UnicodeDecodeError:
             continue
     else:
-        raise ValidationError("The file is neither UTF-8 nor GBK text.")
+        raise ValidationError(_("The file is neither UTF-8 nor GBK text."))
     reader = csv.reader(io.StringIO(text, newline=""))
     rows = []
     try:
@@ -96,7 +97,7 @@ def _rows(*, content: bytes, name: str) -> list[tuple[int, list[str]]]:
             if len(rows) > MAX_ROWS + 1:
                 break
     except csv.Error as exc:
-        raise ValidationError(f"Line {reader.line_num}: not valid CSV ({exc}).") from exc
+        raise ValidationError(_("Line %(line)s: not valid CSV (%(error)s).") % {"line": reader.line_num, "error": exc}) from exc
     return rows
 
 
@@ -109,7 +110,7 @@ def _header(cells: list[str]) -> dict[str, int]:
             found[canonical] = i
     missing = [c for c in REQUIRED if c not in found]
     if missing:
-        raise ValidationError(f"Line 1: missing column(s) {', '.join(missing)}.")
+        raise ValidationError(_("Line 1: missing column(s) %(columns)s.") % {"columns": ", ".join(missing)})
     return found
 
 
@@ -133,14 +134,14 @@ def payment_file_import(*, actor: User, content: bytes, name: str, lender: Lende
     upload, or a bank statement of one lender's collection account); None: any lender's (a reference used by
     several lenders is then reported as ambiguous, never guessed)."""
     if len(content) > MAX_BYTES:
-        raise ValidationError(f"The file is larger than {MAX_BYTES} bytes.")
+        raise ValidationError(_("The file is larger than %(bytes)s bytes.") % {"bytes": MAX_BYTES})
     rows = [(n, cells) for n, cells in _rows(content=content, name=name) if any(cells)]
     if not rows:
-        raise ValidationError("The file is empty.")
+        raise ValidationError(_("The file is empty."))
     if len(rows) - 1 > MAX_ROWS:
-        raise ValidationError(f"The file has more than {MAX_ROWS} lines; split it.")
+        raise ValidationError(_("The file has more than %(rows)s lines; split it.") % {"rows": MAX_ROWS})
     if len(rows[0][1]) > settings.PLACEMENT_MAX_COLUMNS:
-        raise ValidationError(f"Line 1: more than {settings.PLACEMENT_MAX_COLUMNS} columns.")
+        raise ValidationError(_("Line 1: more than %(columns)s columns.") % {"columns": settings.PLACEMENT_MAX_COLUMNS})
     cols = _header(rows[0][1])
     accounts = OverdueAccount.objects.all() if lender is None else OverdueAccount.objects.filter(lender=lender)
     result = PaymentFileResult()

@@ -207,13 +207,13 @@ def reminder_create(
 ) -> Reminder:
     """Schedule one reminder by hand (or from a test); scheduling in bulk uses ``reminders_schedule``."""
     if kind not in Reminder.Kind.values:
-        raise ValidationError({"kind": f"Unknown kind {kind!r}."})
+        raise ValidationError({"kind": _("Unknown kind %(kind)r.") % {"kind": kind}})
     if channel not in Reminder.Channel.values:
-        raise ValidationError({"channel": f"Unknown channel {channel!r}."})
+        raise ValidationError({"channel": _("Unknown channel %(channel)r.") % {"channel": channel}})
     if timezone.is_naive(due_at):
-        raise ValidationError({"due_at": "Time must include a time zone offset."})
+        raise ValidationError({"due_at": _("Time must include a time zone offset.")})
     if channel == Reminder.Channel.IN_APP and recipient is None:
-        raise ValidationError({"recipient": "An agent notification needs a recipient."})
+        raise ValidationError({"recipient": _("An agent notification needs a recipient.")})
     with transaction.atomic():
         reminder = Reminder(
             idempotency_key=key or f"manual:{uuid.uuid4().hex}", kind=kind, channel=channel,

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from compliance.audit import audit_log
 from servicing import clock
@@ -70,7 +71,7 @@ def score_model_train(*, actor=None, as_of: datetime | None = None, horizon_days
         if batch is not None:
             parts.append(batch)
     if not parts:
-        raise ValidationError("No account history to train on.")
+        raise ValidationError(_("No account history to train on."))
     ids = np.concatenate([p.ids for p in parts])
     lender_ids = np.concatenate([p.lender_ids for p in parts])
     X = np.vstack([p.X for p in parts])
@@ -81,7 +82,7 @@ def score_model_train(*, actor=None, as_of: datetime | None = None, horizon_days
         if (lender_ids == lid).sum() >= need and 5 <= y[lender_ids == lid].sum() < (lender_ids == lid).sum() - 5
     )
     if not lenders:
-        raise ValidationError(f"No lender has {need} labelled outcomes yet; the rule score stays in use.")
+        raise ValidationError(_("No lender has %(need)s labelled outcomes yet; the rule score stays in use.") % {"need": need})
     keep = np.isin(lender_ids, lenders)
     ids, lender_ids, X, y = ids[keep], lender_ids[keep], X[keep], y[keep]
     test = learn.split_mask(ids)

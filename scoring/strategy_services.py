@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from compliance.audit import audit_log
 from servicing import clock
@@ -52,7 +53,7 @@ def experiment_set(*, actor, lender, champion: str, challenger: str = "", challe
     """Start (or change) a lender's champion/challenger split; audited with the old and new settings."""
     for code in filter(None, (champion, challenger)):
         if not Strategy.objects.filter(code=code, status="published").exists():
-            raise ValidationError({"champion": f"No published strategy {code!r}."})
+            raise ValidationError({"champion": _("No published strategy %(code)r.") % {"code": code}})
     with transaction.atomic():
         exp = Experiment.objects.select_for_update().filter(lender=lender).first()
         before = None if exp is None else {"champion": exp.champion, "challenger": exp.challenger,

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from cases.models import JURISDICTIONS, Borrower, ContactAttempt, Lender, OverdueAccount, User
 from compliance import rules
@@ -71,7 +72,7 @@ def policy_whatif_replay(
     today's borrowers rather than the past.
     """
     if days < 1 or days > 365:
-        raise ValidationError("Replay between 1 and 365 days.")
+        raise ValidationError(_("Replay between 1 and 365 days."))
     now = now or timezone.now()
     since = now - timedelta(days=days)
     draft_rules = rules.Policy.from_dict(policy.rules)
@@ -172,16 +173,16 @@ def policy_whatif_replay(
 
 def agent_settings_update(*, actor, agent, lender_ids: list[int], jurisdictions: list[str]):
     if not getattr(agent, "is_agent", False):
-        raise ValidationError("Only agents have lender and jurisdiction settings.")
+        raise ValidationError(_("Only agents have lender and jurisdiction settings."))
     known = {code for code, _label in JURISDICTIONS}
     unknown = sorted(set(jurisdictions) - known)
     if unknown:
-        raise ValidationError({"jurisdictions": f"Unknown jurisdiction(s): {', '.join(unknown)}."})
+        raise ValidationError({"jurisdictions": _("Unknown jurisdiction(s): %(codes)s.") % {"codes": ", ".join(unknown)}})
     with transaction.atomic():
         agent = User.objects.select_for_update().get(pk=agent.pk)
         lenders = list(Lender.objects.filter(pk__in=lender_ids).order_by("pk"))
         if len(lenders) != len(set(lender_ids)):
-            raise ValidationError({"lenders": "Unknown lender."})
+            raise ValidationError({"lenders": _("Unknown lender.")})
         before = {"lenders": sorted(agent.lenders.values_list("pk", flat=True)), "jurisdictions": list(agent.jurisdictions)}
         agent.jurisdictions = sorted(set(jurisdictions))
         agent.full_clean(exclude=["password"])

@@ -1,3 +1,4 @@
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from cases.models import ContactAttempt, OverdueAccount, User
@@ -116,7 +117,7 @@ def _aware(value, raw):
     # DRF makes naive input aware in the server zone; an outreach time must say its own offset.
     text = str(raw or "")
     if text and not (text.endswith("Z") or text.endswith("z") or "+" in text[10:] or "-" in text[10:]):
-        raise serializers.ValidationError("Give a time zone offset, e.g. 2026-11-25T10:00:00+08:00.")
+        raise serializers.ValidationError(_("Give a time zone offset, e.g. 2026-11-25T10:00:00+08:00."))
     return value
 
 

@@ -100,12 +100,13 @@ def test_supervisor_bank_statement_xlsx_matches_any_lender_and_flags_ambiguous_r
 def test_bad_files_are_refused_whole_with_a_clear_error(world, client, monkeypatch):
     client.force_login(world["lender_user"])
     r = client.post("/finance/payments/upload/",
-                    {"file": SimpleUploadedFile("x.csv", b"account_ref,amount\nA,1\n", content_type="text/csv")})
+                    {"file": SimpleUploadedFile("x.csv", b"account_ref,amount\nA,1\n", content_type="text/csv")},
+                    HTTP_ACCEPT_LANGUAGE="en")
     assert r.status_code == 400 and "missing column" in r.content.decode()
     monkeypatch.setattr(payment_files, "MAX_ROWS", 3)
     r = client.post("/finance/payments/upload/",
                     {"file": SimpleUploadedFile("x.csv", _csv(world), content_type="text/csv")})
-    assert r.status_code == 400 and "more than 3 lines" in r.content.decode() and not Payment.objects.exists()
+    assert r.status_code == 400 and "超过 3 行" in r.content.decode() and not Payment.objects.exists()  # zh-Hans
     agent = f.user(role="agent")
     client.force_login(agent)
     assert client.get("/finance/payments/upload/").status_code == 403
