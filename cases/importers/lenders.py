@@ -6,7 +6,7 @@ import secrets
 
 from django.contrib.auth import password_validation
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
@@ -42,11 +42,30 @@ def lender_register(
     """Public sign-up: a pending lender and its first (inactive) user, activated on approval.
 
     The unified social credit code is required and checked (python-stdnum: 18 characters, check
-    character); a name another lender already has (case-insensitive) is refused."""
+    character); a name another lender already has (case-insensitive) is refused, also when two sign-ups race."""
+    name = " ".join(name.split())
+    with transaction.atomic():
+        # Two sign-ups with the same name, code or username at once would both pass the checks: registrations are
+        # rare, so one lock serialises them and the checks run under it (SQLite serialises writers by itself).
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", [REGISTRATION_LOCK_CLASS])
+        _registration_check(name=name, registration_no=registration_no, username=username, password=password,
+                            contact_email=contact_email, kind=kind)
+        return _lender_insert(name=name, registration_no=registration_no, contact_name=contact_name,
+                              contact_phone=contact_phone, contact_email=contact_email, username=username,
+                              password=password, kind=kind)
+
+
+#: Namespace of the registration lock (apart from the person locks of cases.gate).
+REGISTRATION_LOCK_CLASS = 20262
+
+
+def _registration_check(*, name: str, registration_no: str, username: str, password: str, contact_email: str,
+                        kind: str) -> None:
     from stdnum.cn import uscc
 
     errors: dict[str, str] = {}
-    name = " ".join(name.split())
     if not name:
         errors["name"] = _("Give the lender's name.")
     elif Lender.objects.filter(name__iexact=name).exists():
@@ -67,25 +86,31 @@ def lender_register(
         errors["password"] = " ".join(exc.messages)
     if errors:
         raise ValidationError(errors)
-    with transaction.atomic():
-        code = f"{slugify(name)[:30] or 'lender'}-{secrets.token_hex(3)}"
-        lender = Lender(
-            name=name, code=code, kind=kind, status=Lender.Status.PENDING,
-            registration_no=uscc.compact(registration_no),
-            contact_name=contact_name, contact_phone=contact_phone, contact_email=contact_email,
-        )
-        lender.full_clean()
-        lender.save()
-        user = User(username=username, email=contact_email, role=User.Role.LENDER, lender=lender, is_active=False)
-        user.set_password(password)
-        user.full_clean()
-        user.save()
-        audit_log(
-            action="cases.lender.registered", actor=None, actor_label=username, lender_id=lender.pk, subject=lender,
-            data={"name": name, "kind": kind, "registration_no": lender.registration_no, "user": username,
-                  "contact_email": contact_email},
-        )
-        return lender
+
+
+def _lender_insert(*, name: str, registration_no: str, contact_name: str, contact_phone: str, contact_email: str,
+                   username: str, password: str, kind: str) -> Lender:
+    from stdnum.cn import uscc
+
+    # inside lender_register's transaction, under the registration lock
+    code = f"{slugify(name)[:30] or 'lender'}-{secrets.token_hex(3)}"
+    lender = Lender(
+        name=name, code=code, kind=kind, status=Lender.Status.PENDING,
+        registration_no=uscc.compact(registration_no),
+        contact_name=contact_name, contact_phone=contact_phone, contact_email=contact_email,
+    )
+    lender.full_clean()
+    lender.save()
+    user = User(username=username, email=contact_email, role=User.Role.LENDER, lender=lender, is_active=False)
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    audit_log(
+        action="cases.lender.registered", actor=None, actor_label=username, lender_id=lender.pk, subject=lender,
+        data={"name": name, "kind": kind, "registration_no": lender.registration_no, "user": username,
+              "contact_email": contact_email},
+    )
+    return lender
 
 
 def lender_approve(*, actor: User, lender: Lender) -> Lender:

@@ -98,3 +98,42 @@ def test_twenty_writers_across_two_lenders_respect_the_persons_cap(transactional
     assert results.count("started") == 3
     assert ContactAttempt.objects.filter(state="started").count() == 3
     assert AuditEvent.objects.filter(action="compliance.contact.blocked").count() == writers - 3
+
+
+@pytest.mark.postgres
+def test_two_sign_ups_with_one_name_at_once_make_one_lender(transactional_db, require_postgres):
+    """The name (and code, and username) checks run under one registration lock: racing sign-ups cannot both pass."""
+    from django.core.exceptions import ValidationError
+
+    from cases.importers.lenders import lender_register
+    from cases.models import Lender
+    from tests.cases.test_throttle import _uscc
+
+    threads_n = 8
+    barrier = threading.Barrier(threads_n)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def work(i: int):
+        try:
+            barrier.wait(timeout=30)
+            lender_register(name="同名金融", registration_no=_uscc(10 + i), contact_name="王五",
+                            contact_phone="13800000000", contact_email=f"o{i}@example.com", username=f"race{i}",
+                            password="Lender-pass-2026", kind="bank")
+            outcome = "registered"
+        except ValidationError as exc:
+            outcome = "refused" if "name" in exc.message_dict else f"other: {exc.message_dict}"
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome = f"error: {exc!r}"
+        finally:
+            connections.close_all()
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(results) == ["refused"] * (threads_n - 1) + ["registered"], results
+    assert Lender.objects.filter(name="同名金融").count() == 1
