@@ -47,7 +47,8 @@ def with_opt_out(body: str) -> str:
     """Electronic messages must offer an opt-out: added (in the active language) when the text has none."""
     if "STOP" in body.upper() or "退订" in body:
         return body
-    return f"{body} {_('Reply STOP to opt out.')}"
+    opt_out = _("Reply STOP to opt out.")  # a plain call: makemessages does not read calls inside f-strings
+    return f"{body} {opt_out}"
 
 
 def template_variables(template: str) -> set[str]:

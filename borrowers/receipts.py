@@ -25,7 +25,13 @@ RECEIPT_STATUS = {
 
 
 def message_delivery_record(*, attempt: ContactAttempt, channel: str, provider_message_id: str) -> MessageDelivery:
-    return MessageDelivery.objects.create(attempt=attempt, channel=channel, provider_message_id=provider_message_id)
+    """The provider took the message (after the gate recorded the attempt): its id, for the receipts, audited."""
+    with transaction.atomic():
+        row = MessageDelivery.objects.create(attempt=attempt, channel=channel, provider_message_id=provider_message_id)
+        audit_log(action="borrowers.message.sent", actor=None, actor_label="provider", lender_id=attempt.lender_id,
+                  subject=row, account_id=attempt.account_id, borrower_id=attempt.borrower_id,
+                  data={"attempt_id": attempt.pk, "channel": channel, "provider_message_id": provider_message_id})
+    return row
 
 
 def delivery_receipt_apply(*, channel: str, provider_message_id: str, status: str, detail: str = "") -> bool:

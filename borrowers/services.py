@@ -36,7 +36,7 @@ from compliance.audit import audit_log
 from compliance.selectors import decision_as_dict
 from servicing.throttle import Limit
 
-from .messages import message_render, message_template_get
+from .messages import message_language, message_render, message_template_get, with_opt_out
 from .models import (
     AccessToken,
     Complaint,
@@ -115,15 +115,13 @@ def access_link_send(*, account: OverdueAccount, actor: User | None, channel: st
     attempt = contact_attempt_record(account=account, actor=actor, channel=channel, outcome="delivered",
                                      notes="borrower page link", source="reminder" if actor is None else "web")
     row, raw = access_link_issue(borrower=borrower, actor=actor)
-    language = "zh-hans" if borrower.jurisdiction == "CN" else "en"
+    language = message_language(borrower=borrower)
     custom = message_template_get(lender_id=account.lender_id, kind="borrower_link", language=language)
     with translation.override(language):
         values = {"url": access_link_url(raw), "hours": settings.BORROWER_LINK_TTL_HOURS}
         if custom is not None:  # the lender's own text (checked when saved), with the opt-out always added
-            body = message_render(template=custom.body, party="borrower", account=account, values=values,
-                                  extra=frozenset(values))
-            if "STOP" not in body.upper() and "退订" not in body:
-                body = f"{body} {_('Reply STOP to opt out.')}"
+            body = with_opt_out(message_render(template=custom.body, party="borrower", account=account,
+                                               values=values, extra=frozenset(values)))
             subject = (message_render(template=custom.subject, party="borrower", account=account, values=values,
                                       extra=frozenset(values)) if custom.subject else str(_("Your account")))
         else:
@@ -445,9 +443,10 @@ def borrower_opt_out_channel(*, person: str, channel: str) -> int:
 PREFERENCE_FIELDS = ("sms_consent", "email_consent", "after_hours_consent")
 
 
-def borrower_preferences_set(*, person: str, values: dict[str, bool]) -> list[str]:
+def borrower_preferences_set(*, person: str, values: dict[str, bool], windows: list[dict] | None = None) -> list[str]:
     """Channel consents and (where the policy allows it) consent to contact outside hours. Each change
-    is kept with its time (ConsentRecord) and audited on every lender's record of the person."""
+    is kept with its time (ConsentRecord) and audited on every lender's record of the person. ``windows``: the
+    times that suit the borrower (``cases.services.contact_times_set``), saved in the same transaction."""
     unknown = set(values) - set(PREFERENCE_FIELDS)
     if unknown:
         raise ValidationError(_("Unknown preference."))
@@ -465,15 +464,12 @@ def borrower_preferences_set(*, person: str, values: dict[str, bool]) -> list[st
             for account in borrower.accounts.all():
                 _audit_account("borrowers.preferences.changed", account, subject=borrower, changes=diff,
                                recorded_at=timezone.now())
+        first = person_borrowers(person=person).order_by("pk").first()
+        if windows is not None and first is not None and contact_times_set(borrower=first, windows=windows,
+                                                                            actor=None):
+            changed.append("contact_windows")
     return changed
 
-
-def borrower_contact_times_set(*, person: str, windows: list[dict]) -> bool:
-    """The borrower's own page: the times that suit them, for the whole person (``cases.services``)."""
-    borrower = person_borrowers(person=person).order_by("pk").first()
-    if borrower is None:
-        return False
-    return contact_times_set(borrower=borrower, windows=windows, actor=None)
 
 
 def borrower_callback_request(*, person: str, account_id: int, due_at: datetime) -> Callback:

@@ -220,8 +220,7 @@ def preferences(request, form):
     me_jurisdiction = selectors.person_borrowers(person=request.person).values_list("jurisdiction", flat=True).first()
     if selectors.contact_rules_plain(jurisdiction=me_jurisdiction or "CN").after_hours_waivable:
         values["after_hours_consent"] = form.cleaned_data["after_hours_consent"]
-    services.borrower_preferences_set(person=request.person, values=values)
-    services.borrower_contact_times_set(person=request.person, windows=form.contact_windows())
+    services.borrower_preferences_set(person=request.person, values=values, windows=form.contact_windows())
     return _("Your contact preferences are saved.")
 
 

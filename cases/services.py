@@ -757,7 +757,8 @@ def repayment_plan_create(
                   "instalments": [{"due_date": d, "amount": a} for d, a in instalments]},
         )
         if check is not None:
-            finance_services.settlement_for_plan(actor=actor, account=account, plan=plan, check=check)
+            finance_services.settlement_for_plan(actor=actor, account=account, plan=plan, check=check,
+                                                 instalments=instalments)
         return plan
 
 

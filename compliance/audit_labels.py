@@ -36,6 +36,7 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
     "borrowers.callback.requested": _("Borrower booked a call back"),
     "borrowers.callback.refused": _("Borrower's call back time refused by the contact rules"),
     "borrowers.message.refused": _("Message refused: it would name the debt to a third party"),
+    "borrowers.message.sent": _("Message handed to the provider"),
     "borrowers.message.receipt": _("Message delivery report received"),
     "borrowers.template.saved": _("Message template saved"),
     "borrowers.complaint.received": _("Complaint received"),

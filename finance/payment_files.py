@@ -156,41 +156,41 @@ def payment_file_import(*, actor: User, content: bytes, name: str, lender: Lende
             result.issues.append(LineIssue(n, ref[:64], reason))
 
         if any(len(c) > settings.PLACEMENT_MAX_CELL_CHARS for c in cells):
-            issue("A cell is too long.")
+            issue(_("A cell is too long."))
             continue
         external_ref = get("external_ref")
         if not ref or not external_ref:
-            issue("The account reference and the line's external reference are required.")
+            issue(_("The account reference and the line's external reference are required."))
             continue
         if len(external_ref) > 64:
-            issue("The external reference is longer than 64 characters.")
+            issue(_("The external reference is longer than 64 characters."))
             continue
         try:
             amount = Decimal(get("amount").replace(",", ""))
         except InvalidOperation:
-            issue(f"Amount {get('amount')!r} is not a number.")
+            issue(_("Amount %(value)r is not a number.") % {"value": get("amount")})
             continue
         if not amount.is_finite() or amount <= 0 or amount != cents(amount):
-            issue(f"Amount {get('amount')!r} must be positive, in whole cents.")
+            issue(_("Amount %(value)r must be positive, in whole cents.") % {"value": get("amount")})
             continue
         paid_at = _paid_at(get("paid_at"))
         if paid_at is None:
-            issue(f"Date {get('paid_at')!r} is not a date (YYYY-MM-DD or ISO date and time).")
+            issue(_("Date %(value)r is not a date (YYYY-MM-DD or ISO date and time).") % {"value": get("paid_at")})
             continue
         if paid_at > timezone.now():
-            issue("The payment date is in the future.")
+            issue(_("The payment date is in the future."))
             continue
         matches = list(accounts.filter(external_ref=ref)[:2])
         if not matches:
-            issue("No account with this reference.")
+            issue(_("No account with this reference."))
             continue
         if len(matches) > 1:
-            issue("This reference belongs to accounts of several lenders; upload it as one lender's statement.")
+            issue(_("This reference belongs to accounts of several lenders; upload it as one lender's statement."))
             continue
         account = matches[0]
         currency = get("currency").upper() or account.currency
         if currency != account.currency:
-            issue(f"The account is kept in {account.currency}, the line is in {currency}.")
+            issue(_("The account is kept in %(account)s, the line is in %(line)s.") % {"account": account.currency, "line": currency})
             continue
         try:
             _payment, created = payment_receive(actor=actor, account=account, external_ref=external_ref,

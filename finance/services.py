@@ -164,7 +164,8 @@ class PaymentConflict(Exception):
     """The external reference is already used by a different payment."""
 
     def __init__(self, allocation: PaymentAllocation):
-        super().__init__(f"Reference {allocation.external_ref!r} is already used by payment {allocation.pk}.")
+        super().__init__(_("Reference %(ref)r is already used by payment %(id)s.") % {
+            "ref": allocation.external_ref, "id": allocation.pk})
         self.allocation = allocation
 
 
@@ -391,25 +392,33 @@ def settlement_check(*, account: OverdueAccount, amount: Decimal, instalments: i
         percent=(amount * 100 / account.balance).quantize(CENT, rounding=ROUND_HALF_UP))
 
 
-def settlement_for_plan(*, actor: User, account: OverdueAccount, plan: RepaymentPlan,
-                        check: SettlementCheck) -> Settlement:
+def _settlement_new(*, actor: User, account: OverdueAccount, check: SettlementCheck,
+                    instalments: list[tuple[date, Decimal]], plan: RepaymentPlan | None = None,
+                    status: str = Settlement.Status.PENDING) -> Settlement:
+    """The settlement row for ``check`` (an offer, or a plan for less than the balance), saved."""
+    settlement = Settlement(
+        lender_id=account.lender_id, account=account, amount=check.amount, currency=account.currency,
+        balance_at_offer=check.balance, percent=check.percent, bucket=check.bucket, floor_percent=check.floor_percent,
+        rule_version=check.terms.version, max_instalments=check.terms.max_instalments,
+        instalments=[{"due_date": d.isoformat(), "amount": str(a)} for d, a in instalments],
+        needs_approval=check.needs_approval, offered_by=actor, plan=plan, status=status,
+        approved_at=timezone.now() if status == Settlement.Status.APPROVED else None,
+    )
+    settlement.full_clean(validate_unique=False, validate_constraints=False)
+    settlement.save()
+    return settlement
+
+
+def settlement_for_plan(*, actor: User, account: OverdueAccount, plan: RepaymentPlan, check: SettlementCheck,
+                        instalments: list[tuple[date, Decimal]]) -> Settlement:
     """Inside ``cases.services.repayment_plan_create`` (account locked, plan saved): a plan for less than the
     balance is a settlement. Within the lender's terms (floor for the bucket, maximum instalments) it is approved at
     once and the plan is active; otherwise it waits in the supervisors' queue and the plan is pending. Paid, the
     account is settled and the rest written off like any settlement (``_settlement_paid_check``)."""
     needs_approval = check.needs_approval
-    settlement = Settlement(
-        lender_id=account.lender_id, account=account, amount=plan.total_amount, currency=account.currency,
-        balance_at_offer=check.balance, percent=check.percent, bucket=check.bucket, floor_percent=check.floor_percent,
-        rule_version=check.terms.version, max_instalments=check.terms.max_instalments,
-        instalments=[{"due_date": i.due_date.isoformat(), "amount": str(i.amount)}
-                     for i in plan.instalments.order_by("seq")],
-        needs_approval=needs_approval, offered_by=actor, plan=plan,
-        status=Settlement.Status.PENDING if needs_approval else Settlement.Status.APPROVED,
-        approved_at=None if needs_approval else timezone.now(),
-    )
-    settlement.full_clean(validate_unique=False, validate_constraints=False)
-    settlement.save()
+    settlement = _settlement_new(
+        actor=actor, account=account, check=check, instalments=instalments, plan=plan,
+        status=Settlement.Status.PENDING if needs_approval else Settlement.Status.APPROVED)
     _audit_settlement("offered", settlement, actor, source="plan", plan_id=plan.pk, needs_approval=needs_approval,
                       below_floor=check.below_floor, over_max_instalments=check.over_max_instalments,
                       max_instalments=check.terms.max_instalments, rule_version=check.terms.version,
@@ -457,7 +466,6 @@ def settlement_offer(*, actor: User, account: OverdueAccount, amount: Decimal,
     once; outside them it waits for a supervisor, like a plan for less than the balance."""
     with transaction.atomic():
         account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
-        terms = settlement_terms_in_force(lender_id=account.lender_id)
         errors = {}
         if not account.is_open:
             errors["amount"] = _("This account is closed.")
@@ -474,18 +482,9 @@ def settlement_offer(*, actor: User, account: OverdueAccount, amount: Decimal,
         if Settlement.objects.filter(account=account, status__in=Settlement.OPEN).exists():
             raise ValidationError(_("This account already has an open settlement."))
         check = settlement_check(account=account, amount=amount, instalments=len(instalments))
-        floor_amount = check.floor_amount
-        settlement = Settlement(
-            lender_id=account.lender_id, account=account, amount=amount, currency=account.currency,
-            balance_at_offer=account.balance, percent=check.percent, bucket=check.bucket,
-            floor_percent=check.floor_percent, rule_version=terms.version, max_instalments=terms.max_instalments,
-            instalments=[{"due_date": d.isoformat(), "amount": str(a)} for d, a in instalments],
-            needs_approval=check.needs_approval, status=Settlement.Status.PENDING, offered_by=actor,
-        )
-        settlement.full_clean(validate_unique=False, validate_constraints=False)
-        settlement.save()
+        settlement = _settlement_new(actor=actor, account=account, check=check, instalments=instalments)
         _audit_settlement("offered", settlement, actor, needs_approval=settlement.needs_approval,
-                          floor_amount=floor_amount, balance=account.balance, instalments=settlement.instalments)
+                          floor_amount=check.floor_amount, balance=account.balance, instalments=settlement.instalments)
         if not settlement.needs_approval:
             _settlement_activate(settlement=settlement, actor=actor)
             settlement.save()

@@ -314,9 +314,7 @@ def _message(reminder: Reminder) -> OutboundMessage:
             else:
                 body = _("%(lender)s: a payment on account %(ref)s is due.") % {
                     "lender": account.lender.name, "ref": account.external_ref}
-            # Electronic messages must offer an opt-out.
-            opt_out = _("Reply STOP to opt out.")
-            body = f"{body} {opt_out}"
+            body = with_opt_out(body)  # electronic messages must offer an opt-out
             subject = str(_("Payment reminder"))
     to = str((borrower.phones if reminder.channel == Reminder.Channel.SMS else borrower.emails or [""])[0])
     return OutboundMessage(key=reminder.idempotency_key, channel=reminder.channel, to=to, body=body, subject=subject)

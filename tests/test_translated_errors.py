@@ -46,3 +46,26 @@ def test_the_check_sees_a_literal(tmp_path):
         assert _untranslated() == ["cases/x.py:1"]
     finally:
         globals()["ROOT"] = old
+
+
+def _gettext_in_fstrings(root: Path = ROOT) -> list[str]:
+    """``f"{_('text')}"`` is translated at run time only if the catalogue has the text, and makemessages does not
+    read calls inside f-strings: once no plain call is left, the translation silently disappears."""
+    found = []
+    for app in APPS:
+        for path in (root / app).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.JoinedStr):
+                    for inner in ast.walk(node):
+                        if (isinstance(inner, ast.Call) and getattr(inner.func, "id", "") in ("_", "gettext", "pgettext")):
+                            found.append(f"{path.relative_to(root)}:{inner.lineno}")
+    return found
+
+
+def test_no_gettext_call_inside_an_f_string(tmp_path):
+    assert _gettext_in_fstrings() == []
+    (tmp_path / "cases").mkdir()
+    (tmp_path / "cases" / "x.py").write_text('body = f"{body} {_(\'Reply STOP to opt out.\')}"\n')
+    assert _gettext_in_fstrings(tmp_path) == ["cases/x.py:1"]

@@ -3,11 +3,13 @@
 from django import template
 from django.utils.translation import pgettext
 
+from cases.forms import WEEKDAY_CHOICES
 from cases.models import ContactAttempt
 from cases.views.presenters import RULE_TITLES
 
 register = template.Library()
 _CHANNELS = dict(ContactAttempt.Channel.choices)
+_WEEKDAYS = dict(WEEKDAY_CHOICES)
 
 
 @register.filter
@@ -25,3 +27,9 @@ def channel_label(code: str) -> str:
 def policy_text(text: str) -> str:
     """A seeded policy's citation or name (data, translated in context "policy")."""
     return pgettext("policy", text) if text else ""
+
+
+@register.filter
+def weekday_label(code: str) -> str:
+    """"mon" -> "Mon" / "周一" (the short names the contact-times forms offer)."""
+    return str(_WEEKDAYS.get(code, code))

@@ -88,6 +88,8 @@ def test_link_goes_through_the_http_provider(provider, account):
     delivery = MessageDelivery.objects.get()
     assert delivery.provider_message_id == f"SM{1:032d}" and delivery.status == "sent"
     assert delivery.attempt.account_id == account.pk and token.pk
+    sent_event = AuditEvent.objects.get(action="borrowers.message.sent")
+    assert (sent_event.account_id, sent_event.data["provider_message_id"]) == (account.pk, f"SM{1:032d}")
 
 
 def test_provider_error_and_bad_credentials_raise_send_error(provider):

@@ -57,6 +57,8 @@ def test_the_agent_sees_the_times_and_the_borrower_can_clear_them(signed_in, per
     client.force_login(person["agent"])
     case = client.get(reverse("case-detail", args=[person["a1"].pk]), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert 'id="convenient-times"' in case and "09:00–12:00" in case and "借款人方便联系的时间" in case
+    times = case.split('id="convenient-times"', 1)[1].split("</dd>", 1)[0]
+    assert "周一" in times and "周日" in times and "mon" not in times  # every day: no days were ticked
     signed_in.post(reverse("borrowers:preferences"), _prefs())  # both empty: no preference
     assert Borrower.objects.get(pk=person["a1"].borrower_id).contact_windows == []
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import translation
 from openpyxl import Workbook
 
 from cases.models import OverdueAccount, Payment
@@ -44,7 +45,7 @@ def _csv(w, extra: str = "") -> bytes:
 def test_lender_file_records_matched_lines_reports_the_rest_and_is_idempotent(world, client):
     client.force_login(world["lender_user"])
     upload = SimpleUploadedFile("paid.csv", _csv(world), content_type="text/csv")
-    r = client.post("/finance/payments/upload/", {"file": upload})
+    r = client.post("/finance/payments/upload/", {"file": upload}, HTTP_ACCEPT_LANGUAGE="en")
     assert r.status_code == 200
     result = r.context["result"]
     assert (result.lines, result.recorded, result.already) == (7, 2, 0)
@@ -74,8 +75,9 @@ def test_a_reused_reference_with_other_details_is_reported_not_recorded(world):
     payment_files.payment_file_import(actor=world["lender_user"], content=_csv(world), name="a.csv",
                                       lender=world["lender"], source="lender_file")
     changed = f"account_ref,external_ref,amount,paid_at\n{world['a1'].external_ref},TX-1,99.00,2026-01-05\n"
-    result = payment_files.payment_file_import(actor=world["lender_user"], content=changed.encode(), name="b.csv",
-                                               lender=world["lender"], source="lender_file")
+    with translation.override("en"):
+        result = payment_files.payment_file_import(actor=world["lender_user"], content=changed.encode(),
+                                                   name="b.csv", lender=world["lender"], source="lender_file")
     assert result.recorded == 0 and result.issues[0].line == 2 and "already used" in result.issues[0].reason
 
 
@@ -90,7 +92,8 @@ def test_supervisor_bank_statement_xlsx_matches_any_lender_and_flags_ambiguous_r
     buf = io.BytesIO()
     wb.save(buf)
     client.force_login(world["supervisor"])
-    r = client.post("/finance/payments/upload/", {"file": SimpleUploadedFile("bank.xlsx", buf.getvalue()), "lender": ""})
+    r = client.post("/finance/payments/upload/", {"file": SimpleUploadedFile("bank.xlsx", buf.getvalue()), "lender": ""},
+                    HTTP_ACCEPT_LANGUAGE="en")
     result = r.context["result"]
     assert result.recorded == 1 and [(i.line, "several lenders" in i.reason) for i in result.issues] == [(3, True)]
     alloc = PaymentAllocation.objects.get(external_ref="BANK-1")

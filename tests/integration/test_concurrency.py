@@ -15,25 +15,18 @@ from tests import factories as f
 THREADS = 24
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("jurisdiction,cap", [("US", 7), ("US-MA", 2)])
-def test_parallel_calls_respect_cap(transactional_db, require_postgres, now_at, jurisdiction, cap):
-    agents = [f.user() for _ in range(THREADS)]
-    acc = f.account(lender=f.lender(), jurisdiction=jurisdiction, zones=("America/New_York",), currency="USD")
-    base = datetime(2027, 4, 14, 12, 0, tzinfo=ZoneInfo("America/New_York"))  # US v2 / US-MA v2
-    now_at(base + timedelta(seconds=THREADS))  # present-time outreach: the gate refuses past the cap
-    barrier = threading.Barrier(THREADS)
+def race(n: int, attempt) -> list[str]:
+    """Run ``attempt(i)`` for i in range(n) on n threads released together; each returns an outcome word, and
+    an unexpected exception becomes "error: ..." (reported by the caller's assertions). Each thread closes its
+    own database connection."""
+    barrier = threading.Barrier(n)
     results: list[str] = []
     lock = threading.Lock()
 
     def work(i: int):
         try:
             barrier.wait(timeout=30)
-            services.contact_attempt_record(account=acc, actor=agents[i], channel="call", outcome="voicemail",
-                                            occurred_at=base + timedelta(seconds=i), source="api")
-            outcome = "recorded"
-        except services.ContactRefused:
-            outcome = "refused"
+            outcome = attempt(i)
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             outcome = f"error: {exc!r}"
         finally:
@@ -41,11 +34,31 @@ def test_parallel_calls_respect_cap(transactional_db, require_postgres, now_at, 
         with lock:
             results.append(outcome)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    return results
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("jurisdiction,cap", [("US", 7), ("US-MA", 2)])
+def test_parallel_calls_respect_cap(transactional_db, require_postgres, now_at, jurisdiction, cap):
+    agents = [f.user() for _ in range(THREADS)]
+    acc = f.account(lender=f.lender(), jurisdiction=jurisdiction, zones=("America/New_York",), currency="USD")
+    base = datetime(2027, 4, 14, 12, 0, tzinfo=ZoneInfo("America/New_York"))  # US v2 / US-MA v2
+    now_at(base + timedelta(seconds=THREADS))  # present-time outreach: the gate refuses past the cap
+
+    def attempt(i: int) -> str:
+        try:
+            services.contact_attempt_record(account=acc, actor=agents[i], channel="call", outcome="voicemail",
+                                            occurred_at=base + timedelta(seconds=i), source="api")
+            return "recorded"
+        except services.ContactRefused:
+            return "refused"
+
+    results = race(THREADS, attempt)
     assert connection.vendor == "postgresql"
     assert sorted(set(results)) <= ["recorded", "refused"], results
     assert results.count("recorded") == cap
@@ -71,29 +84,15 @@ def test_twenty_writers_across_two_lenders_respect_the_persons_cap(transactional
         accounts.append(f.account(lender=lender, borrower=Borrower.objects.get(pk=borrower.pk)))
     assert accounts[0].borrower.person_key == accounts[1].borrower.person_key
     agents = [f.user() for _ in range(writers)]
-    barrier = threading.Barrier(writers)
-    results: list[str] = []
-    lock = threading.Lock()
 
-    def work(i: int):
+    def attempt(i: int) -> str:
         try:
-            barrier.wait(timeout=30)
             services.contact_attempt_start(account=accounts[i % 2], actor=agents[i], channel="call")
-            outcome = "started"
+            return "started"
         except services.ContactRefused:
-            outcome = "refused"
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            outcome = f"error: {exc!r}"
-        finally:
-            connections.close_all()
-        with lock:
-            results.append(outcome)
+            return "refused"
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    results = race(writers, attempt)
     assert sorted(set(results)) <= ["refused", "started"], results
     assert results.count("started") == 3
     assert ContactAttempt.objects.filter(state="started").count() == 3
@@ -110,30 +109,16 @@ def test_two_sign_ups_with_one_name_at_once_make_one_lender(transactional_db, re
     from tests.cases.test_throttle import _uscc
 
     threads_n = 8
-    barrier = threading.Barrier(threads_n)
-    results: list[str] = []
-    lock = threading.Lock()
 
-    def work(i: int):
+    def attempt(i: int) -> str:
         try:
-            barrier.wait(timeout=30)
             lender_register(name="同名金融", registration_no=_uscc(10 + i), contact_name="王五",
                             contact_phone="13800000000", contact_email=f"o{i}@example.com", username=f"race{i}",
                             password="Lender-pass-2026", kind="bank")
-            outcome = "registered"
+            return "registered"
         except ValidationError as exc:
-            outcome = "refused" if "name" in exc.message_dict else f"other: {exc.message_dict}"
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            outcome = f"error: {exc!r}"
-        finally:
-            connections.close_all()
-        with lock:
-            results.append(outcome)
+            return "refused" if "name" in exc.message_dict else f"other: {exc.message_dict}"
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    results = race(threads_n, attempt)
     assert sorted(results) == ["refused"] * (threads_n - 1) + ["registered"], results
     assert Lender.objects.filter(name="同名金融").count() == 1
