@@ -10,6 +10,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from compliance import rules
+from servicing import clock
 
 from .gate import contact_check_bulk
 from .models import Callback, ContactAttempt, Note, OverdueAccount, Payment, PromiseToPay, RepaymentPlan, User
@@ -102,7 +103,7 @@ def account_queue(
     Paginate it (COUNT + one page of ids), then load the page with ``queue_page_load``: joining
     borrowers and lenders only for the page's rows keeps the big sort on one narrow table.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     today = today or timezone.localdate(now)
     qs = account_list_for_user(user=user).select_related(None).filter(status__in=OverdueAccount.OPEN_STATUSES)
     if bucket:

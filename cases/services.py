@@ -638,7 +638,7 @@ def callback_schedule(*, actor: User, account: OverdueAccount, due_at: datetime,
         raise ValidationError({"channel": _("Unknown channel %(channel)r.") % {"channel": channel}})
     if timezone.is_naive(due_at):
         raise ValidationError({"due_at": _("Time must include a time zone offset.")})
-    if due_at <= timezone.now():
+    if due_at <= clock.now():
         raise ValidationError({"due_at": _("A callback must be scheduled in the future.")})
     decision = contact_check(account=account, channel=channel, at=due_at)
     with transaction.atomic():

@@ -1,5 +1,4 @@
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -11,6 +10,7 @@ from cases.gate import contact_check
 from cases.models import ContactAttempt
 from cases.selectors import account_list_for_user, contact_attempt_for_user, contact_attempt_target
 from compliance.selectors import decision_as_dict
+from servicing import clock
 
 from .filters import AccountFilter
 from .serializers import (
@@ -99,7 +99,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         query.is_valid(raise_exception=True)
         q = query.validated_data
         decision = contact_check(
-            account=account, channel=q["channel"], at=q.get("at") or timezone.now(),
+            account=account, channel=q["channel"], at=q.get("at") or clock.now(),
             direction=q["direction"], party=q["party"], phone=q["phone"], collectors=q["collectors"],
         )
         return Response(decision_as_dict(decision))

@@ -36,6 +36,7 @@ from cases.gate import contact_check
 from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, RepaymentPlan, User
 from reminders.selectors import notification_list_for_user
 from scoring.selectors import score_summary
+from servicing import clock
 
 from .presenters import AUDIT_LABELS, agent_zone, fmt_in, page_query, present_decision
 
@@ -75,7 +76,7 @@ def _add_errors(form, exc: ValidationError) -> None:
 @workspace_view
 def queue(request):
     user = request.user
-    now = timezone.now()
+    now = clock.now()
     if user.is_supervisor:
         lenders = Lender.objects.filter(status=Lender.Status.ACTIVE)
     else:
@@ -121,7 +122,7 @@ def queue(request):
 def _case_context(request, account: OverdueAccount, *, forms: dict | None = None, active: str = "",
                   refusal: dict | None = None, reveal: bool = False, lock_ok: bool = True) -> dict:
     user = request.user
-    now = timezone.now()
+    now = clock.now()
     borrower = account.borrower
     status = selectors.account_contact_status(account=account, at=now)
     channels = dict(ContactAttempt.Channel.choices)
@@ -246,7 +247,7 @@ def _next_account_url(request, account: OverdueAccount) -> str:
 
     The agent leaves this account, so its soft lock goes too: otherwise a colleague would wait out the TTL."""
     services.account_lock_release(actor=request.user, account=account)
-    pk = selectors.queue_next_workable(user=request.user, after_id=account.pk, now=timezone.now())
+    pk = selectors.queue_next_workable(user=request.user, after_id=account.pk, now=clock.now())
     if pk is None:
         messages.info(request, _("No other account in your queue may be called now."))
         return reverse("queue")
@@ -327,7 +328,7 @@ def case_check(request, pk: int):
     if (channel not in ContactAttempt.Channel.values or direction not in ContactAttempt.Direction.values
             or party not in ContactAttempt.Party.values):
         return HttpResponseBadRequest(_("Unknown channel, direction or party."))
-    at = timezone.now()
+    at = clock.now()
     if request.GET.get("at"):
         # Only the time field is read here (the whole form would also demand an outcome), in the
         # agent's time zone like the form itself.
@@ -371,7 +372,7 @@ def _simple_action(request, pk: int, *, key: str, form_class, save, done: str, f
             decision = present_decision(
                 refused.decision, borrower=account.borrower, user=request.user, channel=channel,
                 needs_collector=not form.cleaned_data.get("second_collector") and _only_collector_missing(
-                    account, refused.decision, channel=channel, at=timezone.now(),
+                    account, refused.decision, channel=channel, at=clock.now(),
                     party=form.cleaned_data.get("party", "borrower")))
             return _render_case(request, account, forms={key: form}, active=key, refusal=decision, status=409)
         except ValidationError as exc:

@@ -70,11 +70,13 @@ def test_the_second_collector_is_checked(visit, case):
 
 
 def test_the_case_page_offers_and_checks_the_second_collector(client, visit):
-    from tests.cases.test_workspace import DAY
+    from tests.cases.test_workspace import zone_at_local_hour
 
     client.force_login(visit["agent"])
-    # A CN borrower where it is midday now, so that only the team rule can refuse a visit now.
-    account = f.account(lender=visit["account"].lender, agent=visit["agent"], jurisdiction="CN", zones=(DAY,))
+    # A CN borrower where it is midday at the frozen "now" (not the real one: the page, the live
+    # check and the gate all read the service clock), so that only the team rule can refuse a visit.
+    noon = zone_at_local_hour(12, now=visit["at"])
+    account = f.account(lender=visit["account"].lender, agent=visit["agent"], jurisdiction="CN", zones=(noon,))
     page = client.get(reverse("case-detail", args=[account.pk])).content.decode()
     select = page.split('name="second_collector"')[1].split("</select>")[0]
     assert visit["partner"].username in select and f'value="{visit["agent"].pk}"' not in select
