@@ -34,6 +34,7 @@ from cases.services import (
 )
 from compliance.audit import audit_log
 from compliance.selectors import decision_as_dict
+from servicing import clock
 from servicing.throttle import Limit
 
 from .messages import message_language, message_render, message_template_get, with_opt_out
@@ -477,7 +478,7 @@ def borrower_callback_request(*, person: str, account_id: int, due_at: datetime)
     account = person_account_get(person=person, account_id=account_id)
     if timezone.is_naive(due_at):
         raise ValidationError({"due_at": _("Time must include a time zone offset.")})
-    if due_at <= timezone.now():
+    if due_at <= clock.now():
         raise ValidationError({"due_at": _("Pick a time in the future.")})
     if account.assigned_agent_id is None:
         raise ValidationError(_("No agent is assigned to this account yet; please try again later."))
