@@ -187,12 +187,20 @@ def queue_rows(*, user: User, accounts: list[OverdueAccount], at: datetime, chan
     ]
 
 
-def queue_next_workable(*, user: User, after_id: int, now: datetime, look_ahead: int = 50) -> int | None:
+def queue_next_workable(*, user: User, after_id: int, now: datetime, look_ahead: int = 50,
+                        scan: int = 500) -> int | None:
     """The first account of ``user``'s queue, other than ``after_id``, that may be called now and is not
-    locked by someone else ("save & next"). Looks at the top ``look_ahead`` accounts (a fixed number of queries)."""
-    ids = list(account_queue(user=user, now=now).exclude(pk=after_id).values_list("pk", flat=True)[:look_ahead])
-    rows = queue_rows(user=user, accounts=queue_page_load(user=user, ids=ids, now=now), at=now)
-    return next((row.account.pk for row in rows if row.workable and not row.locked_by_other), None)
+    locked by someone else ("save & next"). Decided in bulk ``look_ahead`` accounts at a time, so the
+    common case is a fixed number of queries; an agent whose top accounts are all asleep or on hold still
+    gets the first callable one, down to ``scan`` accounts."""
+    queue = account_queue(user=user, now=now).exclude(pk=after_id).values_list("pk", flat=True)
+    for start in range(0, scan, look_ahead):
+        ids = list(queue[start:start + look_ahead])
+        rows = queue_rows(user=user, accounts=queue_page_load(user=user, ids=ids, now=now), at=now)
+        found = next((row.account.pk for row in rows if row.workable and not row.locked_by_other), None)
+        if found is not None or len(ids) < look_ahead:
+            return found
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -206,3 +206,21 @@ def test_queue_query_count_with_the_new_columns_and_filter(client, desk, django_
     for params in ({"per": 100}, {"per": 100, "callable": "on"}, {"per": 25, "callable": "on"}):
         with django_assert_max_num_queries(10):
             assert client.get(reverse("queue"), params).status_code == 200
+
+
+def test_save_and_next_looks_past_a_first_chunk_of_sleeping_borrowers():
+    """Save & next decides the queue in chunks: when every account of the first chunk may not be called
+    now, the first callable one further down is still found; nothing callable within the scan is None."""
+    from django.utils import timezone
+
+    from cases import selectors
+
+    lender, agent = f.lender(), f.user(role="agent")
+    current = f.account(lender=lender, agent=agent, zones=(DAY,), due_days_ago=200)
+    for _ in range(7):  # rank above the callable one (more days past due), all asleep
+        f.account(lender=lender, agent=agent, zones=(NIGHT,), due_days_ago=150)
+    callable_ = f.account(lender=lender, agent=agent, zones=(DAY,), due_days_ago=30)
+    now = timezone.now()
+    assert selectors.queue_next_workable(user=agent, after_id=current.pk, now=now, look_ahead=3) == callable_.pk
+    assert selectors.queue_next_workable(user=agent, after_id=current.pk, now=now, look_ahead=3, scan=6) is None
+    assert selectors.queue_next_workable(user=agent, after_id=current.pk, now=now, look_ahead=50) == callable_.pk
