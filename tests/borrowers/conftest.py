@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from cases.models import Borrower
+from reminders.senders import LocmemSender
 from tests import factories as f
 from tests.cases.test_workspace import zone_at_local_hour
 
@@ -29,3 +30,12 @@ def person(db):
     stranger = f.account(lender=l1, agent=agent, zones=(day,))
     with_id(stranger.borrower, "110105198001010011")
     return {"agent": agent, "a1": a1, "a2": a2, "stranger": stranger, "l1": l1, "l2": l2}
+
+
+@pytest.fixture
+def outbox(settings):
+    """Messages handed to the in-memory SMS/email sender, emptied before and after the test."""
+    settings.REMINDER_SMS_BACKEND = settings.REMINDER_EMAIL_BACKEND = "reminders.senders.LocmemSender"
+    LocmemSender.outbox.clear()
+    yield LocmemSender.outbox
+    LocmemSender.outbox.clear()

@@ -11,19 +11,10 @@ from borrowers.services import access_link_send, token_hash
 from cases.models import Borrower, ContactAttempt
 from cases.services import ContactRefused
 from compliance.models import AuditEvent
-from reminders.senders import LocmemSender
 from tests import factories as f
 from tests.cases.test_workspace import zone_at_local_hour
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def outbox(settings):
-    settings.REMINDER_SMS_BACKEND = settings.REMINDER_EMAIL_BACKEND = "reminders.senders.LocmemSender"
-    LocmemSender.outbox.clear()
-    yield LocmemSender.outbox
-    LocmemSender.outbox.clear()
 
 
 @pytest.fixture

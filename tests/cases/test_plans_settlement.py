@@ -22,8 +22,7 @@ from compliance.models import AuditEvent
 from finance import selectors as finance_selectors
 from finance import services as finance
 from finance.models import AccountBalance, Settlement
-from tests import factories as f
-from tests.finance.conftest import parts_set
+from tests.finance.conftest import m2_world, parts_set
 
 pytestmark = pytest.mark.django_db
 
@@ -31,12 +30,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def world():
     """An M2 account of 1000: the platform's default terms (no published rule) set a 90 % floor, 6 instalments."""
-    lender = f.lender()
-    agent = f.user(role="agent")
-    account = f.account(lender=lender, agent=agent, balance="1000.00")
-    OverdueAccount.objects.filter(pk=account.pk).update(bucket="M2", days_past_due=45)
-    account.refresh_from_db()
-    return {"lender": lender, "agent": agent, "account": account, "supervisor": f.user(role="supervisor")}
+    return m2_world()
 
 
 def day(n: int):

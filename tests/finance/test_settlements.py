@@ -16,19 +16,14 @@ from compliance.models import AuditEvent
 from finance import services as finance
 from finance.models import AccountBalance, Settlement
 from tests import factories as f
-from tests.finance.conftest import parts_set
+from tests.finance.conftest import m2_world, parts_set
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def world():
-    lender = f.lender()
-    agent = f.user(role="agent")
-    account = f.account(lender=lender, agent=agent, balance="1000.00")
-    OverdueAccount.objects.filter(pk=account.pk).update(bucket="M2", days_past_due=45)
-    account.refresh_from_db()
-    return {"lender": lender, "agent": agent, "account": account, "supervisor": f.user(role="supervisor")}
+    return m2_world()
 
 
 def soon(days: int = 5):
