@@ -74,10 +74,11 @@ def mean_ci(values: list[float], z: float = Z95) -> tuple[float, float, float]:
 def experiment_results(*, experiment) -> list[dict]:
     """Per arm since the experiment started: recovery, paying, contact, complaint and refusal rates with 95% CIs.
 
-    A constant number of queries (accounts, payments, attempts, refusals), grouped per account in SQL
-    and per arm in Python (the arm is a hash of the account id, see scoring.strategy.arm_for).
-    There is no complaint record in the platform: "dispute raised" outcomes stand for complaints here.
+    A constant number of queries (accounts, payments, attempts, complaints, refusals), grouped per account
+    in SQL and per arm in Python (the arm is a hash of the account id, see scoring.strategy.arm_for).
+    Complaints are the register's (borrower or third party); disputes raised are counted apart.
     """
+    from borrowers.models import Complaint
     from cases.models import ContactAttempt, OverdueAccount, Payment
     from compliance.models import AuditEvent
 
@@ -91,6 +92,8 @@ def experiment_results(*, experiment) -> list[dict]:
     contacted = set(attempts.filter(outcome__in=("right_party_contact", "promise", "refused", "dispute_raised"))
                     .values_list("account_id", flat=True).distinct())
     disputes = set(attempts.filter(outcome="dispute_raised").values_list("account_id", flat=True).distinct())
+    complaints = set(Complaint.objects.filter(account__lender_id=experiment.lender_id, created_at__gte=since)
+                     .values_list("account_id", flat=True).distinct())
     refusals = dict(AuditEvent.objects.filter(lender_id=experiment.lender_id, created_at__gte=since,
                                               action="compliance.contact.blocked")
                     .values("account_id").annotate(n=Count("id")).values_list("account_id", "n"))
@@ -99,7 +102,7 @@ def experiment_results(*, experiment) -> list[dict]:
         arm = arm_for(seed=experiment.seed, account_id=account_id, challenger_share=float(experiment.challenger_share),
                       holdout_share=float(experiment.holdout_share), has_challenger=bool(experiment.challenger))
         a = arms.setdefault(arm, {"arm": arm, "n": 0, "fractions": [], "paying": 0, "contacted": 0, "disputes": 0,
-                                  "refused_accounts": 0, "refusals": 0, "recovered": Decimal("0")})
+                                  "complaints": 0, "refused_accounts": 0, "refusals": 0, "recovered": Decimal("0")})
         got = paid.get(account_id) or Decimal("0")
         owed = balance + got  # the balance when the experiment started, give or take new placements
         a["n"] += 1
@@ -108,6 +111,7 @@ def experiment_results(*, experiment) -> list[dict]:
         a["paying"] += got > 0
         a["contacted"] += account_id in contacted
         a["disputes"] += account_id in disputes
+        a["complaints"] += account_id in complaints
         a["refused_accounts"] += account_id in refusals
         a["refusals"] += refusals.get(account_id, 0)
     out = []
@@ -118,7 +122,7 @@ def experiment_results(*, experiment) -> list[dict]:
         n = a["n"]
         mean, lo, hi = mean_ci(a.pop("fractions"))
         a["recovery"] = (mean, lo, hi)
-        for key in ("paying", "contacted", "disputes", "refused_accounts"):
+        for key in ("paying", "contacted", "disputes", "complaints", "refused_accounts"):
             a[f"{key}_rate"] = (a[key] / n if n else 0.0, *wilson(a[key], n))
         out.append(a)
     return out

@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from cases.models import ContactAttempt
+from borrowers.services import complaint_register
+from cases.models import ContactAttempt, OverdueAccount
 from compliance.models import AuditEvent
 from reminders.senders import LocmemSender
 from scoring import strategy_services
@@ -118,6 +119,10 @@ def test_experiment_dashboard_per_arm_with_intervals(client, experiment):
                                                     holdout_share=Decimal("0.2"))
     strategy_services.strategy_steps_run()
     supervisor = f.user(role="supervisor")
+    # Complaints come from the register (one here), counted per arm apart from disputes raised.
+    complained = OverdueAccount.objects.filter(lender=lender).first()
+    complaint_register(actor=supervisor, account=complained, complainant="A neighbour", contact="",
+                       text="Called me about someone else's debt.")
     client.force_login(supervisor)
     r = client.get(reverse("scoring:experiments"), HTTP_ACCEPT_LANGUAGE="en")
     assert r.status_code == 200
@@ -126,7 +131,8 @@ def test_experiment_dashboard_per_arm_with_intervals(client, experiment):
     for a in arms:
         rate, lo, hi = a["contacted_rate"]
         assert 0 <= lo <= rate <= hi <= 1
-    assert "disputes raised stand for complaints" in r.content.decode()
+    assert sum(a["complaints"] for a in arms) == 1 and sum(a["disputes"] for a in arms) == 0
+    assert "Complaints received" in r.content.decode()
     agent = f.user(role="agent")
     client.force_login(agent)
     assert client.get(reverse("scoring:experiments")).status_code == 403
