@@ -22,9 +22,11 @@ from .models import Borrower, ContactAttempt
 from .phones import phone_e164_or_raw
 
 
-def borrower_facts(*, borrower, person_holds: frozenset[str] = frozenset()) -> rules.BorrowerFacts:
+def borrower_facts(*, borrower, person_holds: frozenset[str] = frozenset(),
+                   person_windows: list | None = None) -> rules.BorrowerFacts:
     """The engine's facts. No known zone stays empty: the engine then uses the jurisdiction's zones
-    (never the server's)."""
+    (never the server's). ``person_windows``: the person's convenient times (``person_windows``);
+    None: this record's own."""
     return rules.BorrowerFacts(
         time_zones=tuple(borrower.time_zones),
         holds=borrower.holds,
@@ -32,8 +34,17 @@ def borrower_facts(*, borrower, person_holds: frozenset[str] = frozenset()) -> r
         person_holds=person_holds,
         consented=frozenset(c for c, on in (("sms", borrower.sms_consent), ("email", borrower.email_consent)) if on),
         opted_out=frozenset(borrower.opted_out or ()),
-        contact_windows=contact_windows_facts(borrower.contact_windows),
+        contact_windows=contact_windows_facts(borrower.contact_windows if person_windows is None else person_windows),
     )
+
+
+def person_windows(own, others) -> list:
+    """The person's convenient times, read like holds from every record of the person. They are written
+    on every record at once (``contact_times_set``), but a record placed later by another lender starts
+    with none: without this, that lender could call at times the borrower asked not to be called."""
+    if own:
+        return own
+    return next((w for w in others if w), [])
 
 
 def contact_windows_facts(raw) -> tuple[tuple[tuple[int, ...], int, int], ...]:
@@ -62,7 +73,7 @@ def person_lock(*, key: str) -> None:
 # (about 0.5 ms of planning for 0.05 ms of index scans); a generic plan is used once warmed. The
 # ``person_key <> ''`` repeats the partial index's predicate so that a generic plan can use it.
 _PERSON_SQL = """
-SELECT b.id, b.cease, b.dispute, b.attorney, b.bankruptcy, b.deceased,
+SELECT b.id, b.cease, b.dispute, b.attorney, b.bankruptcy, b.deceased, b.contact_windows,
        a.borrower_id, a.occurred_at, a.channel, a.outcome, a.account_id, a.party, a.direction, a.phone, a.other_accounts
 FROM cases_borrower b
 LEFT JOIN cases_contactattempt a ON a.borrower_id = b.id AND a.occurred_at > $2 AND a.occurred_at < $3
@@ -89,27 +100,36 @@ def _person_rows_postgres(*, borrower, since: datetime, until: datetime) -> list
         return cursor.fetchall()
 
 
-def person_snapshot(*, borrower, since: datetime, until: datetime) -> tuple[frozenset[str], list[rules.Attempt]]:
-    """Holds on any lender's record of the person, and every lender's attempts on the person in
-    (since, until): what the gate reads, in one query on PostgreSQL."""
+def person_snapshot(*, borrower, since: datetime,
+                    until: datetime) -> tuple[frozenset[str], list, list[rules.Attempt]]:
+    """Holds and convenient times on any lender's record of the person, and every lender's attempts on
+    the person in (since, until): what the gate reads, in one query on PostgreSQL."""
     if connection.vendor != "postgresql":
-        window_history = _person_history_orm(borrower=borrower, since=since, until=until)
-        return person_holds(borrower=borrower), window_history
+        holds, windows = _person_records_orm(borrower=borrower)
+        return holds, windows, _person_history_orm(borrower=borrower, since=since, until=until)
     holds: set[str] = set()
+    windows: dict[int, object] = {}
     history = []
     for row in _person_rows_postgres(borrower=borrower, since=since, until=until):
         holds.update(f for f, on in zip(Borrower.HOLD_FIELDS, row[1:6], strict=True) if on)
-        if row[6] is not None:
-            history.append(_attempt(row[6:]))
-    return frozenset(holds) | borrower.holds, history
+        windows[row[0]] = json.loads(row[6]) if isinstance(row[6], str) else row[6]
+        if row[7] is not None:
+            history.append(_attempt(row[7:]))
+    return (frozenset(holds) | borrower.holds, person_windows(borrower.contact_windows, windows.values()), history)
+
+
+def _person_records_orm(*, borrower) -> tuple[frozenset[str], list]:
+    if not borrower.person_key:
+        return borrower.holds, borrower.contact_windows or []
+    rows = list(Borrower.objects.filter(person_key=borrower.person_key)
+                .values_list(*Borrower.HOLD_FIELDS, "contact_windows"))
+    holds = frozenset(f for row in rows for f, on in zip(Borrower.HOLD_FIELDS, row[:-1], strict=True) if on)
+    return holds | borrower.holds, person_windows(borrower.contact_windows, (row[-1] for row in rows))
 
 
 def person_holds(*, borrower) -> frozenset[str]:
     """Holds on any lender's record of the same person (rules with scope "person" read them)."""
-    if not borrower.person_key:
-        return borrower.holds
-    rows = Borrower.objects.filter(person_key=borrower.person_key).values_list(*Borrower.HOLD_FIELDS)
-    return frozenset(f for row in rows for f, on in zip(Borrower.HOLD_FIELDS, row, strict=True) if on)
+    return _person_records_orm(borrower=borrower)[0]
 
 
 def _attempt(row) -> rules.Attempt:
@@ -128,7 +148,7 @@ def person_history(*, borrower, policy: rules.Policy, at: datetime) -> list[rule
     """Every lender's attempts on this person within the policy's window on *both* sides of ``at``
     (a contact reported after the fact is judged against what came after it too)."""
     window = rules.history_window(policy)
-    return person_snapshot(borrower=borrower, since=at - window, until=at + window)[1]
+    return person_snapshot(borrower=borrower, since=at - window, until=at + window)[2]
 
 
 def _person_history_orm(*, borrower, since: datetime, until: datetime) -> list[rules.Attempt]:
@@ -156,14 +176,15 @@ def contact_check(
     borrower = account.borrower
     policy = policy_in_force(code=borrower.jurisdiction, at=at)
     window = rules.history_window(policy)
-    holds, history = person_snapshot(borrower=borrower, since=at - window, until=at + window)
+    holds, windows, history = person_snapshot(borrower=borrower, since=at - window, until=at + window)
     proposal = rules.Proposal(
         at=at, channel=channel, account_id=account.pk, party=party, direction=direction,
         phone=phone or default_phone(borrower=borrower, channel=channel), collectors=collectors,
         address=default_address(borrower=borrower, channel=channel), borrower_id=borrower.pk,
     )
     return rules.evaluate(
-        policy=policy, facts=borrower_facts(borrower=borrower, person_holds=holds), history=history, proposal=proposal,
+        policy=policy, facts=borrower_facts(borrower=borrower, person_holds=holds, person_windows=windows),
+        history=history, proposal=proposal,
     )
 
 
@@ -221,16 +242,21 @@ def person_history_bulk(*, borrowers, since: datetime, until: datetime) -> dict[
     return out
 
 
-def person_holds_bulk(*, borrowers) -> dict[int, frozenset[str]]:
-    """``person_holds`` for many borrower records in ONE query."""
+def person_records_bulk(*, borrowers) -> dict[int, tuple[frozenset[str], list]]:
+    """The person's holds and convenient times (as ``person_snapshot``) for many borrower records in ONE query."""
     borrowers = list(borrowers)
     keys = {b.person_key for b in borrowers if b.person_key}
-    by_key: dict[str, set[str]] = {}
+    holds: dict[str, set[str]] = {}
+    windows: dict[str, list] = {}
     if keys:
-        for row in Borrower.objects.filter(person_key__in=keys).values_list("person_key", *Borrower.HOLD_FIELDS):
-            by_key.setdefault(row[0], set()).update(
-                f for f, on in zip(Borrower.HOLD_FIELDS, row[1:], strict=True) if on)
-    return {b.pk: frozenset(by_key.get(b.person_key, ())) | b.holds for b in borrowers}
+        rows = Borrower.objects.filter(person_key__in=keys).values_list("person_key", *Borrower.HOLD_FIELDS,
+                                                                         "contact_windows")
+        for key, *flags, times in rows:
+            holds.setdefault(key, set()).update(f for f, on in zip(Borrower.HOLD_FIELDS, flags, strict=True) if on)
+            windows.setdefault(key, []).append(times)
+    return {b.pk: (frozenset(holds.get(b.person_key, ())) | b.holds,
+                   person_windows(b.contact_windows, windows.get(b.person_key, ())))
+            for b in borrowers}
 
 
 def contact_check_bulk(
@@ -249,12 +275,14 @@ def contact_check_bulk(
         person_history_bulk(borrowers=borrowers, since=at - window, until=at + window)
         if window is not None else {}
     )
-    holds = person_holds_bulk(borrowers=borrowers) if window is not None else {}
+    persons = person_records_bulk(borrowers=borrowers) if window is not None else {}
     out: dict[tuple[int, str], rules.Decision | None] = {}
     for account in accounts:
         borrower = account.borrower
         policy = policies.get(borrower.jurisdiction)
-        facts = borrower_facts(borrower=borrower, person_holds=holds.get(borrower.pk, frozenset())) if policy else None
+        holds, windows = persons.get(borrower.pk, (frozenset(), None))
+        facts = (borrower_facts(borrower=borrower, person_holds=holds, person_windows=windows)
+                 if policy else None)
         for channel in channels:
             if policy is None:
                 out[(account.pk, channel)] = None

@@ -149,10 +149,10 @@ def _gate(
     phone, address = _address(borrower=borrower, channel=channel, phone=phone, email=email)
     policy = policy_in_force(code=borrower.jurisdiction, at=at, fresh=True)
     window = rules.history_window(policy)
-    holds, history = person_snapshot(borrower=borrower, since=at - window, until=at + window)
+    holds, windows, history = person_snapshot(borrower=borrower, since=at - window, until=at + window)
     decision = rules.evaluate(
         policy=policy,
-        facts=borrower_facts(borrower=borrower, person_holds=holds),
+        facts=borrower_facts(borrower=borrower, person_holds=holds, person_windows=windows),
         history=history,
         proposal=rules.Proposal(
             at=at, channel=channel, account_id=account.pk, accounts=tuple(a.pk for a in others), party=party,
