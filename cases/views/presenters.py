@@ -11,7 +11,6 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext
 
 from compliance import rules
-from compliance.audit_labels import AUDIT_ACTION_LABELS, audit_action_label
 from compliance.messages import violation_text
 
 _HOURS = _("Outside the hours the borrower may be contacted")
@@ -38,17 +37,6 @@ RULE_TITLES = {
     "BORROWER.CONVENIENT_TIMES": _("Outside the times the borrower said suit them"),
 }
 
-
-class _AuditLabels(dict):
-    """The one table of action labels (compliance/audit_labels.py) under the case page's old name; ``get``
-    also knows the computed families (``admin.<app>.<model>.<verb>``), since callers do ``.get(code, code)``."""
-
-    def get(self, code, default=None):
-        label = audit_action_label(code)
-        return label if label != code else default
-
-
-AUDIT_LABELS = _AuditLabels(AUDIT_ACTION_LABELS)
 
 FORMAT = "Y-m-d H:i D"
 

@@ -34,11 +34,12 @@ from cases.forms import (
 )
 from cases.gate import contact_check
 from cases.models import Borrower, ContactAttempt, Lender, OverdueAccount, RepaymentPlan, User
+from compliance.audit_labels import audit_action_label
 from reminders.selectors import notification_list_for_user
 from scoring.selectors import score_summary
 from servicing import clock
 
-from .presenters import AUDIT_LABELS, agent_zone, fmt_in, page_query, present_decision
+from .presenters import agent_zone, fmt_in, page_query, present_decision
 
 
 def workspace_view(view):
@@ -173,7 +174,7 @@ def _case_context(request, account: OverdueAccount, *, forms: dict | None = None
     timeline = selectors.account_timeline(account=account)
     for entry in timeline:
         if entry.kind == "audit":
-            entry.label = AUDIT_LABELS.get(entry.obj.action, entry.obj.action)
+            entry.label = audit_action_label(entry.obj.action)
     # Outreach this agent started here and has not completed: the full number is shown only now.
     started = list(ContactAttempt.objects.filter(account=account, agent=user, state=ContactAttempt.State.STARTED)
                    .select_related("borrower").order_by("occurred_at"))
