@@ -180,6 +180,12 @@ class SettlementRule(models.Model):
         constraints = [models.UniqueConstraint(fields=["lender", "version"], name="uniq_settlement_rule_version")]
 
 
+def settlement_floor(*, balance: Decimal, percent: Decimal) -> Decimal:
+    """The least a settlement may be without approval: ``percent`` of ``balance``, rounded up to the cent
+    (rounding down would let an offer one cent under the floor pass)."""
+    return (balance * percent / 100).quantize(Decimal("0.01"), rounding=ROUND_UP)
+
+
 class Settlement(models.Model):
     """An offer to close an account for less than its balance. Paid in full, the account is settled and the
     remainder written off.
@@ -239,7 +245,7 @@ class Settlement(models.Model):
 
     @property
     def floor_amount(self) -> Decimal:
-        return (self.balance_at_offer * self.floor_percent / 100).quantize(Decimal("0.01"), rounding=ROUND_UP)
+        return settlement_floor(balance=self.balance_at_offer, percent=self.floor_percent)
 
     @property
     def below_floor(self) -> bool:

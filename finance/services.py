@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -31,6 +31,7 @@ from .models import (
     Settlement,
     SettlementEntry,
     SettlementRule,
+    settlement_floor,
 )
 
 CENT = Decimal("0.01")
@@ -388,7 +389,7 @@ def settlement_check(*, account: OverdueAccount, amount: Decimal, instalments: i
     floor = terms.floor_percent(account.bucket)
     return SettlementCheck(
         terms=terms, bucket=account.bucket, balance=account.balance, amount=amount, instalments=instalments,
-        floor_percent=floor, floor_amount=(account.balance * floor / 100).quantize(CENT, rounding=ROUND_UP),
+        floor_percent=floor, floor_amount=settlement_floor(balance=account.balance, percent=floor),
         percent=(amount * 100 / account.balance).quantize(CENT, rounding=ROUND_HALF_UP))
 
 
