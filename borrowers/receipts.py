@@ -53,9 +53,10 @@ def delivery_receipt_apply(*, channel: str, provider_message_id: str, status: st
         if attempt_id is None:
             return False
         attempt = ContactAttempt.objects.select_for_update().get(pk=attempt_id)
-        if delivery is not None and delivery.status == MessageDelivery.Status.FAILED:
+        # "Failed" is final on either path (a reminder has no delivery row, so its attempt says it).
+        if attempt.outcome == ContactAttempt.Outcome.FAILED:
             return False
-        if delivery is not None and delivery.status == outcome:
+        if delivery is not None and delivery.status in (MessageDelivery.Status.FAILED, outcome):
             return False
         before = attempt.outcome
         if before != outcome and before in (ContactAttempt.Outcome.DELIVERED, ContactAttempt.Outcome.FAILED):

@@ -78,6 +78,9 @@ class Reminder(models.Model):
             models.Index(fields=["claimed_at"], name="reminder_sending_idx", condition=Q(state="sending")),
             models.Index(fields=["state", "due_at"]),
             models.Index(fields=["lender", "state", "due_at"]),
+            # Delivery receipts look a sent reminder up by the provider's id (borrowers.receipts).
+            models.Index(fields=["channel", "provider_message_id"], name="reminder_provider_id_idx",
+                         condition=~Q(provider_message_id="")),
         ]
 
     def __str__(self) -> str:
