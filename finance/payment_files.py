@@ -8,11 +8,11 @@ transaction).
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -20,6 +20,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 
+from cases.importers.reader import FileFormatError, FileLimitError, Limits, iter_rows, sniff
+from cases.importers.validation import parse_amount
 from cases.models import Lender, OverdueAccount, User
 from compliance.audit import audit_log
 
@@ -38,6 +40,9 @@ REQUIRED = ("account_ref", "external_ref", "amount", "paid_at")
 # Lines are recorded while the uploader waits, so the row cap is far below the placement pipeline's.
 MAX_ROWS = getattr(settings, "FINANCE_PAYMENT_FILE_MAX_ROWS", 20000)
 MAX_BYTES = min(settings.PLACEMENT_MAX_FILE_BYTES, getattr(settings, "FINANCE_PAYMENT_FILE_MAX_BYTES", 10_000_000))
+# References looked up per query: one query for a typical file, bounded statements for the largest.
+LOOKUP_CHUNK = 2000
+_REF_MAX = OverdueAccount._meta.get_field("external_ref").max_length
 
 
 @dataclass
@@ -66,39 +71,39 @@ def _cell(value) -> str:
     return str(value).strip()
 
 
-def _rows(*, content: bytes, name: str) -> list[tuple[int, list[str]]]:
-    """(line number, cells) of every row, the header first. CSV (UTF-8, BOM or GBK) or XLSX."""
-    if name.lower().endswith(".xlsx"):
-        from openpyxl import load_workbook
-
-        try:
-            ws = load_workbook(io.BytesIO(content), read_only=True, data_only=True).worksheets[0]
-        except Exception as exc:  # openpyxl raises many types for a broken workbook
-            raise ValidationError(_("Not a readable XLSX file (%(error)s).") % {"error": exc.__class__.__name__}) from exc
-        rows = []
-        for n, row in enumerate(ws.iter_rows(values_only=True), start=1):
-            rows.append((n, [_cell(v) for v in row]))
-            if len(rows) > MAX_ROWS + 1:
-                break
-        return rows
-    for encoding in ("utf-8-sig", "gbk"):
-        try:
-            text = content.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise ValidationError(_("The file is neither UTF-8 nor GBK text."))
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows = []
+def _rows(*, content: bytes, name: str, notes: dict) -> list[tuple[int, list]]:
+    """(line number, values as read) of every non-blank row, the header first. Read by the placement
+    importer's reader, so the same hostile-file protections apply (zip-bomb check before anything is
+    inflated, GB18030 for Chinese CSV, column / cell / time limits), with this module's row cap."""
+    fh = io.BytesIO(content)
+    limits = Limits.current()
+    limits = dataclasses.replace(limits, rows=min(MAX_ROWS, limits.rows))
     try:
-        for row in reader:
-            rows.append((reader.line_num, [c.strip() for c in row]))
-            if len(rows) > MAX_ROWS + 1:
-                break
-    except csv.Error as exc:
-        raise ValidationError(_("Line %(line)s: not valid CSV (%(error)s).") % {"line": reader.line_num, "error": exc}) from exc
-    return rows
+        sniffed = sniff(fh)
+        if name.lower().endswith(".xlsx") and sniffed.kind != "xlsx":
+            raise ValidationError(_("Not a readable XLSX file (%(error)s).") % {"error": "BadZipFile"})
+        rows = []
+        for n, values in iter_rows(fh, sniffed, limits=limits, notes=notes):
+            # Spaces-only rows are blank too (the reader keeps them: a placement file has no such rows).
+            if any(_cell(v) for v in values):
+                rows.append((n, values))
+        return rows
+    except FileLimitError as exc:
+        raise ValidationError(_("The file was stopped at a limit: %(why)s") % {"why": exc}) from exc
+    except FileFormatError as exc:
+        raise ValidationError(_("The file cannot be read: %(why)s") % {"why": exc}) from exc
+
+
+def _accounts_by_ref(*, refs: set[str], lender: Lender | None) -> dict[str, list[OverdueAccount]]:
+    """external_ref -> the matching accounts (the lender's, or any lender's), in a few queries for the whole
+    file rather than one per line. A reference that cannot be stored (too long, NUL) matches nothing."""
+    accounts = OverdueAccount.objects.all() if lender is None else OverdueAccount.objects.filter(lender=lender)
+    wanted = sorted(r for r in refs if r and len(r) <= _REF_MAX and "\x00" not in r)
+    found: dict[str, list[OverdueAccount]] = {}
+    for i in range(0, len(wanted), LOOKUP_CHUNK):
+        for account in accounts.filter(external_ref__in=wanted[i:i + LOOKUP_CHUNK]).order_by("pk"):
+            found.setdefault(account.external_ref, []).append(account)
+    return found
 
 
 def _header(cells: list[str]) -> dict[str, int]:
@@ -135,17 +140,17 @@ def payment_file_import(*, actor: User, content: bytes, name: str, lender: Lende
     several lenders is then reported as ambiguous, never guessed)."""
     if len(content) > MAX_BYTES:
         raise ValidationError(_("The file is larger than %(bytes)s bytes.") % {"bytes": MAX_BYTES})
-    rows = [(n, cells) for n, cells in _rows(content=content, name=name) if any(cells)]
+    notes: dict = {}
+    # (line, values as read, their text): the amount is parsed from the value (an XLSX number stays a number).
+    rows = [(n, values, [_cell(v) for v in values]) for n, values in _rows(content=content, name=name, notes=notes)]
     if not rows:
         raise ValidationError(_("The file is empty."))
-    if len(rows) - 1 > MAX_ROWS:
-        raise ValidationError(_("The file has more than %(rows)s lines; split it.") % {"rows": MAX_ROWS})
-    if len(rows[0][1]) > settings.PLACEMENT_MAX_COLUMNS:
-        raise ValidationError(_("Line 1: more than %(columns)s columns.") % {"columns": settings.PLACEMENT_MAX_COLUMNS})
-    cols = _header(rows[0][1])
-    accounts = OverdueAccount.objects.all() if lender is None else OverdueAccount.objects.filter(lender=lender)
+    cols = _header(rows[0][2])
+    ref_col = cols["account_ref"]
+    by_ref = _accounts_by_ref(refs={cells[ref_col] for _n, _v, cells in rows[1:] if ref_col < len(cells)},
+                              lender=lender)
     result = PaymentFileResult()
-    for n, cells in rows[1:]:
+    for n, values, cells in rows[1:]:
         result.lines += 1
         def get(c: str, cells=cells) -> str:
             return cells[cols[c]] if c in cols and cols[c] < len(cells) else ""
@@ -155,8 +160,8 @@ def payment_file_import(*, actor: User, content: bytes, name: str, lender: Lende
         def issue(reason: str, n=n, ref=ref) -> None:
             result.issues.append(LineIssue(n, ref[:64], reason))
 
-        if any(len(c) > settings.PLACEMENT_MAX_CELL_CHARS for c in cells):
-            issue(_("A cell is too long."))
+        if any("\x00" in c for c in cells):  # PostgreSQL text cannot hold NUL: the line would fail in the database
+            issue(_("Contains a NUL (zero) character, which cannot be stored; remove it."))
             continue
         external_ref = get("external_ref")
         if not ref or not external_ref:
@@ -165,14 +170,16 @@ def payment_file_import(*, actor: User, content: bytes, name: str, lender: Lende
         if len(external_ref) > 64:
             issue(_("The external reference is longer than 64 characters."))
             continue
-        try:
-            amount = Decimal(get("amount").replace(",", ""))
-        except InvalidOperation:
+        # The placement importer's parser: "¥1,234.50" and "￥" read, "1e5" / "NaN" refused, an XLSX float's
+        # binary noise (0.30000000000000004) rounded to the cent.
+        amount = parse_amount(values[cols["amount"]] if cols["amount"] < len(values) else "")
+        if amount is None:
             issue(_("Amount %(value)r is not a number.") % {"value": get("amount")})
             continue
-        if not amount.is_finite() or amount <= 0 or amount != cents(amount):
+        if amount <= 0 or amount != cents(amount):
             issue(_("Amount %(value)r must be positive, in whole cents.") % {"value": get("amount")})
             continue
+        # Not validation.parse_date: it drops the time of day, which a bank line carries.
         paid_at = _paid_at(get("paid_at"))
         if paid_at is None:
             issue(_("Date %(value)r is not a date (YYYY-MM-DD or ISO date and time).") % {"value": get("paid_at")})
@@ -180,13 +187,14 @@ def payment_file_import(*, actor: User, content: bytes, name: str, lender: Lende
         if paid_at > timezone.now():
             issue(_("The payment date is in the future."))
             continue
-        matches = list(accounts.filter(external_ref=ref)[:2])
+        matches = by_ref.get(ref, [])
         if not matches:
             issue(_("No account with this reference."))
             continue
         if len(matches) > 1:
             issue(_("This reference belongs to accounts of several lenders; upload it as one lender's statement."))
             continue
+        # payment_receive re-reads the account under lock: an earlier line of this file paying it is seen.
         account = matches[0]
         currency = get("currency").upper() or account.currency
         if currency != account.currency:
@@ -207,6 +215,11 @@ def payment_file_import(*, actor: User, content: bytes, name: str, lender: Lende
             result.totals[currency] = result.totals.get(currency, Decimal("0.00")) + amount
         else:
             result.already += 1
+    if "empty_rows_from_line" in notes:  # an XLSX whose data ended at a long run of empty rows: say so
+        line = notes["empty_rows_from_line"]
+        result.issues.append(LineIssue(line, "", _("Reading stopped at line %(line)s: more than %(n)s empty rows "
+                                                   "follow it, and rows after them, if any, were not read.")
+                                       % {"line": line, "n": settings.PLACEMENT_MAX_EMPTY_ROWS}))
     audit_log(action="finance.payment_file.imported", actor=actor, lender_id=lender.pk if lender else None,
               data={"file": name[:200], "source": source, "lines": result.lines, "recorded": result.recorded,
                     "already_recorded": result.already, "totals": result.totals,
