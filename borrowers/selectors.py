@@ -193,15 +193,27 @@ def _monthly(*, total: Decimal, count: int, first: date) -> tuple[tuple[date, De
     return tuple((add_months(first, i), a) for i, a in enumerate(amounts))
 
 
+#: A plan in one of these states is the account's negotiated plan: choosing another would replace it (and withdraw
+#: the settlement it pays), so the borrower is offered none while one exists and must propose a change instead.
+PLAN_IN_FORCE = (RepaymentPlan.Status.ACTIVE, RepaymentPlan.Status.PENDING)
+
+
+def plan_in_force(*, account: OverdueAccount) -> bool:
+    """The account has an active plan, or one awaiting a supervisor's approval."""
+    return account.plans.filter(status__in=PLAN_IN_FORCE).exists()
+
+
 def plan_options(*, account: OverdueAccount, today: date) -> list[PlanOption]:
     """The plans the lender's terms in force allow for this account now (``finance``'s settlement terms):
     the whole balance in 1, 3, 6 or 12 monthly instalments up to the lender's maximum, and, where the lender
     accepts less for the account's bucket, the floor amount in one payment or up to three. Each is within the
     terms, so choosing one makes an active plan at once (``cases.services.repayment_plan_create`` checks it
-    again). An account that is closed, disputed or already on a plan gets none."""
+    again). An account that is closed, disputed or already on a plan (active or awaiting approval) gets none."""
     from finance.services import settlement_terms_in_force
 
     if not account.is_open or account.balance <= 0 or account.status == OverdueAccount.Status.DISPUTE:
+        return []
+    if plan_in_force(account=account):
         return []
     terms = settlement_terms_in_force(lender_id=account.lender_id)
     most = max(1, int(terms.max_instalments))

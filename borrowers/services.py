@@ -48,7 +48,7 @@ from .models import (
     PlanProposal,
 )
 from .receipts import message_delivery_record
-from .selectors import person_account_get, person_borrowers, plan_options
+from .selectors import person_account_get, person_borrowers, plan_in_force, plan_options
 
 BORROWER = "borrower"  # the audit actor label of the borrower's own actions
 TOKEN_ATTEMPTS = Limit("borrower_token", "THROTTLE_BORROWER_TOKEN")
@@ -221,12 +221,19 @@ def borrower_plan_propose(*, person: str, account_id: int, instalments: list[tup
 def borrower_plan_choose(*, person: str, account_id: int, option: str, today: date) -> RepaymentPlan:
     """One of the plans the lender's terms allow (``selectors.plan_options``), chosen on the page: recomputed here
     from its key (the page sends no amounts) and made through ``repayment_plan_create`` like any plan, so it is
-    active at once (within the terms) and replaces a plan that was waiting."""
+    active at once (within the terms). Refused while the account has a plan in force (active or awaiting approval):
+    ``repayment_plan_create`` would replace it, and a stale tab or a hand-made POST must not undo a negotiated plan."""
     account = person_account_get(person=person, account_id=account_id)
-    chosen = next((o for o in plan_options(account=account, today=today) if o.key == option), None)
-    if chosen is None:
-        raise ValidationError(_("This plan is no longer offered for this account. Reload the page and choose again."))
     with transaction.atomic():
+        # Locked so that two submits at once (double click, two tabs) cannot both pass the check below.
+        account = OverdueAccount.objects.select_for_update().get(pk=account.pk)
+        if plan_in_force(account=account):
+            raise ValidationError(_("This account already has a repayment plan. To change it, send a plan "
+                                    "proposal and an agent will answer."))
+        chosen = next((o for o in plan_options(account=account, today=today) if o.key == option), None)
+        if chosen is None:
+            raise ValidationError(_("This plan is no longer offered for this account. Reload the page and choose "
+                                    "again."))
         plan = repayment_plan_create(actor=system_user(), account=account, total_amount=chosen.total,
                                      instalments=list(chosen.instalments))
         _audit_account("borrowers.plan.chosen", account, subject=plan, plan_id=plan.pk, option=chosen.key,

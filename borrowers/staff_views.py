@@ -15,10 +15,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from cases.models import Borrower, OverdueAccount
+from cases.models import Borrower, Lender, OverdueAccount
+from cases.selectors import account_list_for_user
 from cases.services import ContactRefused
 from compliance.messages import violation_text
 from supervision.selectors import mask_name
+from supervision.views import supervisor_required
 
 from . import selectors, services
 from .forms import (
@@ -55,6 +57,28 @@ def _errors(request, exc: ValidationError) -> None:
         messages.error(request, msg)
 
 
+def _account_by_ref(user, ref: str, lender_id: int | None = None) -> OverdueAccount:
+    """The account with this reference among those ``user`` may work. A reference is unique per lender only, so
+    one several lenders use needs the lender chosen (never a guess: a complaint or a link must not land on another
+    lender's borrower). None the user may work is a 404, like any account that is not theirs."""
+    accounts = account_list_for_user(user=user).filter(external_ref=ref.strip())
+    if lender_id is not None:
+        accounts = accounts.filter(lender_id=lender_id)
+    found = list(accounts.order_by("lender__name", "pk"))
+    if not found:
+        raise Http404
+    if len(found) > 1:
+        raise ValidationError(_("The reference %(ref)s is used by several lenders (%(lenders)s). Choose the lender "
+                                "and send again.") % {"ref": ref.strip(),
+                                                      "lenders": ", ".join(a.lender.name for a in found)})
+    return found[0]
+
+
+def _lender_id(request) -> int | None:
+    raw = request.POST.get("lender", "").strip()
+    return int(raw) if raw.isdigit() else None
+
+
 def _held() -> list[Borrower]:
     """Borrower records with a hold on, each with its holds and a masked name (supervisors lift them here)."""
     any_hold = Q()
@@ -78,6 +102,11 @@ def proposal_list(request):
         "holds": _held() if request.user.is_supervisor else [],
         "counter_form": CounterForm(), "resolve_form": ResolveForm(), "lift_form": HoldLiftForm(),
         "link_form": LinkForm(), "today": timezone.localdate(), "complaint_form": ThirdPartyComplaintForm(),
+        # For a reference several lenders use (the forms show the choice only when there is one to make).
+        # (A supervisor works every lender's accounts: no scan of the account table to list them.)
+        "lenders": (Lender.objects.all() if request.user.is_supervisor else
+                    Lender.objects.filter(pk__in=account_list_for_user(user=request.user).values("lender_id")))
+        .order_by("name"),
     })
 
 
@@ -117,10 +146,8 @@ def dispute_verify(request, pk: int):
 
 
 @require_POST
-@staff_view
+@supervisor_required
 def dispute_resolve(request, pk: int):
-    if not request.user.is_supervisor:
-        raise PermissionDenied
     dispute = get_object_or_404(Dispute, pk=pk)
     form = ResolveForm(request.POST)
     try:
@@ -135,10 +162,8 @@ def dispute_resolve(request, pk: int):
 
 
 @require_POST
-@staff_view
+@supervisor_required
 def hold_lift(request, pk: int):
-    if not request.user.is_supervisor:
-        raise PermissionDenied
     borrower = get_object_or_404(Borrower, pk=pk)
     form = HoldLiftForm(request.POST)
     try:
@@ -160,13 +185,8 @@ def link_send(request):
     if not form.is_valid():
         messages.error(request, _("Give the account reference and the channel."))
         return redirect("borrowers:staff")
-    accounts = OverdueAccount.objects.select_related("borrower", "lender")
-    if not request.user.is_supervisor:
-        accounts = accounts.filter(assigned_agent=request.user)
-    account = accounts.filter(external_ref=form.cleaned_data["external_ref"].strip()).order_by("pk").first()
-    if account is None:
-        raise Http404
     try:
+        account = _account_by_ref(request.user, form.cleaned_data["external_ref"], _lender_id(request))
         services.access_link_send(account=account, actor=request.user, channel=form.cleaned_data["channel"])
         messages.success(request, _("Link sent."))
     except ContactRefused as exc:
@@ -191,17 +211,6 @@ def evidence_download(request, pk: int):
                         content_type=ev.content_type)
 
 
-def supervisor_view(view):
-    @staff_view
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_supervisor:
-            raise PermissionDenied(_("Supervisors only."))
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
 # ---- complaints -----------------------------------------------------------------------------------
 
 
@@ -213,14 +222,9 @@ def complaint_new(request):
     if not form.is_valid():
         messages.error(request, _("Give the account reference, the complainant's name and the complaint."))
         return redirect("borrowers:staff")
-    accounts = OverdueAccount.objects.all()
-    if not request.user.is_supervisor:
-        accounts = accounts.filter(assigned_agent=request.user)
-    account = accounts.filter(external_ref=form.cleaned_data["external_ref"].strip()).order_by("pk").first()
-    if account is None:
-        raise Http404
     d = form.cleaned_data
     try:
+        account = _account_by_ref(request.user, d["external_ref"], _lender_id(request))
         services.complaint_register(actor=request.user, account=account, complainant=d["complainant"],
                                     contact=d["contact"], text=d["text"])
         messages.success(request, _("Complaint recorded."))
@@ -229,7 +233,7 @@ def complaint_new(request):
     return redirect("borrowers:staff")
 
 
-@supervisor_view
+@supervisor_required
 def complaint_list(request):
     from cases.models import User
 
@@ -242,7 +246,7 @@ def complaint_list(request):
 
 
 @require_POST
-@supervisor_view
+@supervisor_required
 def complaint_assign(request, pk: int):
     from cases.models import User
 
@@ -259,7 +263,7 @@ def complaint_assign(request, pk: int):
 
 
 @require_POST
-@supervisor_view
+@supervisor_required
 def complaint_answer(request, pk: int):
     complaint = get_object_or_404(Complaint, pk=pk)
     form = ComplaintAnswerForm(request.POST)
@@ -276,12 +280,12 @@ def complaint_answer(request, pk: int):
 # ---- education pages ------------------------------------------------------------------------------
 
 
-@supervisor_view
+@supervisor_required
 def education_list(request):
     return render(request, "borrowers/education_list.html", {"pages": EducationPage.objects.all()})
 
 
-@supervisor_view
+@supervisor_required
 def education_edit(request, pk: int):
     page = get_object_or_404(EducationPage, pk=pk)
     form = EducationPageForm(request.POST or None, initial={"title": page.title, "body": page.body})
@@ -299,7 +303,7 @@ def education_edit(request, pk: int):
 # ---- message templates ----------------------------------------------------------------------------
 
 
-@supervisor_view
+@supervisor_required
 def template_list(request):
     """All lenders' templates; the form creates or replaces one (variables are checked on save). Each
     kind is listed with its recipient, the variables it may and must use, and what it is for."""

@@ -129,7 +129,8 @@ class DjangoEmailSender(BaseSender):
     """Email through Django's mail framework (``EMAIL_BACKEND``: SMTP in production).
 
     The Message-ID is derived from the key so a receiving system can de-duplicate, but SMTP offers no
-    lookup, hence ``supports_lookup = False`` (see the module docstring).
+    lookup, hence ``supports_lookup = False`` (see the module docstring). Through an anymail backend the
+    ESP's own id is returned instead: its tracking webhooks report that id, not our Message-ID.
     """
 
     def send(self, message: OutboundMessage) -> str:
@@ -145,7 +146,18 @@ class DjangoEmailSender(BaseSender):
             email.send(fail_silently=False)
         except Exception as exc:  # smtplib / socket errors: retry with backoff
             raise SendError(f"{type(exc).__name__}: {exc}") from exc
-        return msgid
+        return _esp_message_id(email, message.to) or msgid
+
+
+def _esp_message_id(email, to: str) -> str | None:
+    """The id anymail's ESP gave the sent message (``anymail_status``), None without anymail. For several
+    recipients it is a set; ours is then found by address. The test backend's ids are ints (0 is one)."""
+    status = getattr(email, "anymail_status", None)
+    esp_id = getattr(status, "message_id", None)
+    if isinstance(esp_id, set):
+        recipient = (getattr(status, "recipients", None) or {}).get(to)
+        esp_id = getattr(recipient, "message_id", None)
+    return None if esp_id is None or esp_id == "" else str(esp_id)
 
 
 class HttpSmsSender(BaseSender):
