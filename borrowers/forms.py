@@ -102,6 +102,13 @@ class HoldLiftForm(forms.Form):
 
 
 
+class CaseMessageForm(forms.Form):
+    """An agent's own SMS or email to the borrower from the case page."""
+
+    channel = forms.ChoiceField(label=_("Send by"), choices=[("sms", _("SMS")), ("email", _("Email"))])
+    text = forms.CharField(label=_("Message"), max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+
+
 class LinkForm(forms.Form):
     external_ref = forms.CharField(label=_("Account reference"), max_length=64)
     channel = forms.ChoiceField(label=_("Send by"), choices=[("sms", _("SMS")), ("email", _("Email"))])

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import formats
+from django.utils import formats, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -95,7 +95,7 @@ def message_send(*, account: OverdueAccount, actor: User | None, channel: str, p
                  template: str = "", values: dict | None = None, kind: str = "") -> ContactAttempt:
     """Render (checked), pass the gate (recorded or ContactRefused), then hand to the sender. With ``kind``
     and no ``template``, the lender's stored template in the borrower's language is used."""
-    from reminders.senders import OutboundMessage, get_sender
+    from reminders.senders import OutboundMessage
 
     if not template and kind:
         language = message_language(borrower=account.borrower)
@@ -117,12 +117,45 @@ def message_send(*, account: OverdueAccount, actor: User | None, channel: str, p
     attempt = contact_attempt_record(account=account, actor=actor, channel=channel, outcome="delivered", party=party,
                                      phone=to if channel == "sms" else "", email=to if channel == "email" else "",
                                      notes=body[:500], source="web" if actor else "reminder")
-    from .receipts import message_delivery_record
-
-    provider_id = get_sender(channel).send(OutboundMessage(key=f"message-{attempt.pk}", channel=channel, to=to,
-                                                           body=body))
-    message_delivery_record(attempt=attempt, channel=channel, provider_message_id=provider_id)
+    message_hand_off(attempt=attempt, message=OutboundMessage(key=f"message-{attempt.pk}", channel=channel, to=to,
+                                                              body=body))
     return attempt
+
+
+def message_hand_off(*, attempt: ContactAttempt, message) -> str:
+    """Give a message the gate has recorded to the provider and keep its id for the receipts. When the provider
+    refuses it, the attempt says so (failed, audited) before the error is raised: the record never claims a
+    message that was not sent."""
+    from reminders.senders import SendError, get_sender
+
+    from .receipts import message_delivery_record, message_send_failed
+
+    try:
+        provider_id = get_sender(message.channel).send(message)
+    except SendError as exc:
+        message_send_failed(attempt=attempt, error=str(exc))
+        raise ValidationError(_("The message could not be handed to the provider (%(error)s); it is recorded as "
+                                "failed. Try again later.") % {"error": str(exc)[:200]}) from exc
+    message_delivery_record(attempt=attempt, channel=message.channel, provider_message_id=provider_id)
+    return provider_id
+
+
+def agent_message_send(*, account: OverdueAccount, actor: User, channel: str, text: str) -> ContactAttempt:
+    """An agent's own SMS or email to the borrower, from the case page: to the borrower's first number or
+    address, with the opt-out added in the borrower's language; checked, gated and recorded like any message."""
+    from cases.gate import default_address
+
+    if channel not in ("sms", "email"):
+        raise ValidationError({"channel": _("A message goes by SMS or email.")})
+    to = default_address(borrower=account.borrower, channel=channel)
+    if not to:
+        raise ValidationError({"channel": _("The borrower has no address for this channel.")})
+    if not text.strip():
+        raise ValidationError({"text": _("Write the message.")})
+    with translation.override(message_language(borrower=account.borrower)):
+        body = with_opt_out(text.strip())
+    return message_send(account=account, actor=actor, channel=channel, party=ContactAttempt.Party.BORROWER, to=to,
+                        template=body)
 
 
 # ---- templates per lender and language, edited by supervisors ---------------------------------------

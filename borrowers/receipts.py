@@ -34,6 +34,21 @@ def message_delivery_record(*, attempt: ContactAttempt, channel: str, provider_m
     return row
 
 
+def message_send_failed(*, attempt: ContactAttempt, error: str) -> None:
+    """The provider refused a message the gate had recorded as delivered: the attempt says failed, audited
+    (the same event a reminder's failed send writes). It still counts as placed for the caps."""
+    with transaction.atomic():
+        attempt = ContactAttempt.objects.select_for_update().get(pk=attempt.pk)
+        if attempt.outcome == ContactAttempt.Outcome.FAILED:
+            return
+        before = attempt.outcome
+        ContactAttempt.objects.filter(pk=attempt.pk).update(outcome=ContactAttempt.Outcome.FAILED)
+        audit_log(action="cases.contact_attempt.outcome_changed", actor_label="provider", lender_id=attempt.lender_id,
+                  subject=attempt, account_id=attempt.account_id, borrower_id=attempt.borrower_id,
+                  data={"attempt_id": attempt.pk, "from": before, "to": ContactAttempt.Outcome.FAILED,
+                        "error": error[:300]})
+
+
 def delivery_receipt_apply(*, channel: str, provider_message_id: str, status: str, detail: str = "") -> bool:
     """True when a known message's attempt was updated. Idempotent: a repeated receipt changes nothing;
     a "delivered" after a "failed" is ignored (providers may send them out of order)."""

@@ -37,7 +37,7 @@ from compliance.selectors import decision_as_dict
 from servicing import clock
 from servicing.throttle import Limit
 
-from .messages import message_language, message_render, message_template_get, with_opt_out
+from .messages import message_hand_off, message_language, message_render, message_template_get, with_opt_out
 from .models import (
     AccessToken,
     Complaint,
@@ -47,7 +47,6 @@ from .models import (
     EducationPage,
     PlanProposal,
 )
-from .receipts import message_delivery_record
 from .selectors import person_account_get, person_borrowers, plan_in_force, plan_options
 
 BORROWER = "borrower"  # the audit actor label of the borrower's own actions
@@ -105,7 +104,7 @@ def access_link_url(raw: str) -> str:
 def access_link_send(*, account: OverdueAccount, actor: User | None, channel: str) -> AccessToken:
     """Send a link by SMS or email. The message is outreach: it passes the compliance gate first
     (ContactRefused when it may not be sent now) and is recorded like any other message."""
-    from reminders.senders import OutboundMessage, get_sender
+    from reminders.senders import OutboundMessage
 
     if channel not in ("sms", "email"):
         raise ValidationError({"channel": _("A link goes by SMS or email.")})
@@ -130,9 +129,8 @@ def access_link_send(*, account: OverdueAccount, actor: User | None, channel: st
                      "Reply STOP to opt out.") % {"lender": account.lender.name, **values}
             subject = str(_("Your account"))
     to = attempt.phone if channel == "sms" else str(borrower.emails[0])
-    provider_id = get_sender(channel).send(OutboundMessage(key=f"borrower-link-{row.pk}", channel=channel, to=to,
-                                                           body=body, subject=subject))
-    message_delivery_record(attempt=attempt, channel=channel, provider_message_id=provider_id)
+    message_hand_off(attempt=attempt, message=OutboundMessage(key=f"borrower-link-{row.pk}", channel=channel, to=to,
+                                                              body=body, subject=subject))
     return row
 
 

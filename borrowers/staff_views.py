@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -24,6 +25,7 @@ from supervision.views import supervisor_required
 
 from . import selectors, services
 from .forms import (
+    CaseMessageForm,
     ComplaintAnswerForm,
     CounterForm,
     EducationPageForm,
@@ -33,6 +35,7 @@ from .forms import (
     ResolveForm,
     ThirdPartyComplaintForm,
 )
+from .messages import agent_message_send
 from .models import Complaint, Dispute, DisputeEvidence, EducationPage, MessageTemplate, PlanProposal
 
 
@@ -175,6 +178,45 @@ def hold_lift(request, pk: int):
     except ValidationError as exc:
         _errors(request, exc)
     return redirect("borrowers:staff")
+
+
+@require_POST
+@staff_view
+def case_message(request, pk: int):
+    """Send the borrower an SMS or email from the case page: the compliance gate decides first, like any
+    outreach; a refusal says which rules and when it would be lawful."""
+    from cases.services import account_lock_acquire
+    from cases.views.presenters import agent_zone, fmt_in
+
+    account = get_object_or_404(account_list_for_user(user=request.user).select_related("borrower", "lender"), pk=pk)
+    back = redirect(f"{reverse('case-detail', args=[account.pk])}#panel-message")
+    ok, fresh = account_lock_acquire(actor=request.user, account=account)
+    if not ok:  # the case page's rule for every write
+        messages.error(request, _("%(user)s is working this account until %(until)s; try again later.") % {
+            "user": fresh.locked_by.get_username() if fresh.locked_by else "?",
+            "until": fmt_in(fresh.locked_until, agent_zone(request.user))})
+        return back
+    form = CaseMessageForm(request.POST)
+    if not form.is_valid():
+        for name, errors in form.errors.items():
+            for error in errors:
+                messages.error(request, f"{form.fields[name].label}: {error}")
+        return back
+    try:
+        agent_message_send(account=account, actor=request.user, channel=form.cleaned_data["channel"],
+                           text=form.cleaned_data["text"])
+        messages.success(request, _("Message sent."))
+    except ContactRefused as exc:
+        d = exc.decision
+        why = "; ".join(violation_text(v) for v in d.violations)
+        if d.next_allowed_at:
+            messages.error(request, _("Not sent: %(why)s. Next lawful time: %(at)s.") % {
+                "why": why, "at": fmt_in(d.next_allowed_at, agent_zone(request.user))})
+        else:
+            messages.error(request, _("Not sent: %(why)s") % {"why": why})
+    except ValidationError as exc:
+        _errors(request, exc)
+    return back
 
 
 @require_POST

@@ -24,6 +24,7 @@ urlpatterns = [
     path("borrowers/disputes/<int:pk>/resolve/", staff_views.dispute_resolve, name="dispute-resolve"),
     path("borrowers/holds/<int:pk>/lift/", staff_views.hold_lift, name="hold-lift"),
     path("borrowers/link/", staff_views.link_send, name="link-send"),
+    path("cases/<int:pk>/message/", staff_views.case_message, name="case-message"),
     path("borrowers/evidence/<int:pk>/", staff_views.evidence_download, name="evidence"),
     path("borrowers/complaints/", staff_views.complaint_list, name="complaints"),
     path("borrowers/complaints/new/", staff_views.complaint_new, name="complaint-new"),

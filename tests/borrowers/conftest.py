@@ -37,5 +37,7 @@ def outbox(settings):
     """Messages handed to the in-memory SMS/email sender, emptied before and after the test."""
     settings.REMINDER_SMS_BACKEND = settings.REMINDER_EMAIL_BACKEND = "reminders.senders.LocmemSender"
     LocmemSender.outbox.clear()
+    LocmemSender.fail_next = 0
     yield LocmemSender.outbox
     LocmemSender.outbox.clear()
+    LocmemSender.fail_next = 0
