@@ -133,32 +133,51 @@ def _with_queue_flags(qs: QuerySet[OverdueAccount], *, now: datetime, today: dat
     )
 
 
-def queue_page_load(*, user: User, ids: list[int], now: datetime, today: date | None = None) -> list[OverdueAccount]:
-    """One page of the queue with borrower, lender and lock holder, in the order of ``ids`` (one query).
-
-    Also, as subqueries of that same query: the last outcome, the attempts since midnight (the current
+def _queue_columns(*, now: datetime, today: date | None) -> dict:
+    """The queue's display columns as subqueries: the last outcome, the attempts since midnight (the current
     time zone, i.e. the agent's) and the amount of open promises to pay."""
     today = today or timezone.localdate(now)
     midnight = timezone.make_aware(datetime.combine(today, time.min))
     attempts = ContactAttempt.objects.filter(account=OuterRef("pk")).exclude(outcome="pending")
-    qs = account_list_for_user(user=user).select_related("locked_by", "score").filter(pk__in=ids).annotate(
-        last_outcome=Subquery(attempts.order_by("-occurred_at").values("outcome")[:1]),
-        attempts_today=Coalesce(Subquery(
+    return {
+        "last_outcome": Subquery(attempts.order_by("-occurred_at").values("outcome")[:1]),
+        "attempts_today": Coalesce(Subquery(
             ContactAttempt.objects.filter(account=OuterRef("pk"), occurred_at__gte=midnight)
             .order_by().values("account").annotate(n=Count("pk")).values("n")), 0),
-        open_promise_amount=Subquery(
+        "open_promise_amount": Subquery(
             PromiseToPay.objects.filter(account=OuterRef("pk"), status="open")
             .order_by().values("account").annotate(total=Sum(F("amount") - F("paid_amount"))).values("total")),
-    )
-    by_id = {a.pk: a for a in _with_queue_flags(qs, now=now, today=today)}
+    }
+
+
+def queue_page_load(*, user: User, ids: list[int], now: datetime, today: date | None = None,
+                    columns: bool = True) -> list[OverdueAccount]:
+    """One page of the queue with borrower, lender and lock holder, in the order of ``ids`` (one query),
+    with the display columns (``_queue_columns``) as subqueries of that same query unless ``columns`` is
+    False: rows that are only being decided (callable now, save & next) do not need them."""
+    qs = account_list_for_user(user=user).select_related("locked_by", "score").filter(pk__in=ids)
+    if columns:
+        qs = qs.annotate(**_queue_columns(now=now, today=today))
+    by_id = {a.pk: a for a in _with_queue_flags(qs, now=now, today=today or timezone.localdate(now))}
     return [by_id[i] for i in ids if i in by_id]
+
+
+def queue_columns_attach(*, accounts: list[OverdueAccount], now: datetime, today: date | None = None) -> None:
+    """The display columns for rows loaded without them, once they are the rows shown (one query)."""
+    if not accounts:
+        return
+    rows = (OverdueAccount.objects.filter(pk__in=[a.pk for a in accounts]).annotate(**_queue_columns(now=now, today=today))
+            .values_list("pk", "last_outcome", "attempts_today", "open_promise_amount"))
+    by_id = {pk: rest for pk, *rest in rows}
+    for a in accounts:
+        a.last_outcome, a.attempts_today, a.open_promise_amount = by_id.get(a.pk, (None, 0, None))
 
 
 def queue_callable_rows(*, user: User, qs: QuerySet[OverdueAccount], now: datetime, scan: int = 500) -> list[QueueRow]:
     """"Callable now" filter: the rows among the first ``scan`` of the queue that may be called now, in
     queue order (lawfulness is decided in bulk, so a fixed number of queries)."""
     ids = list(qs.values_list("pk", flat=True)[:scan])
-    rows = queue_rows(user=user, accounts=queue_page_load(user=user, ids=ids, now=now), at=now)
+    rows = queue_rows(user=user, accounts=queue_page_load(user=user, ids=ids, now=now, columns=False), at=now)
     return [row for row in rows if row.workable]
 
 
@@ -196,7 +215,7 @@ def queue_next_workable(*, user: User, after_id: int, now: datetime, look_ahead:
     queue = account_queue(user=user, now=now).exclude(pk=after_id).values_list("pk", flat=True)
     for start in range(0, scan, look_ahead):
         ids = list(queue[start:start + look_ahead])
-        rows = queue_rows(user=user, accounts=queue_page_load(user=user, ids=ids, now=now), at=now)
+        rows = queue_rows(user=user, accounts=queue_page_load(user=user, ids=ids, now=now, columns=False), at=now)
         found = next((row.account.pk for row in rows if row.workable and not row.locked_by_other), None)
         if found is not None or len(ids) < look_ahead:
             return found

@@ -93,6 +93,7 @@ def queue(request):
         # Only what may be called now: decided in bulk over the top of the queue, then paginated.
         page = Paginator(selectors.queue_callable_rows(user=user, qs=qs, now=now), per).get_page(request.GET.get("page"))
         rows = list(page.object_list)
+        selectors.queue_columns_attach(accounts=[row.account for row in rows], now=now)
     else:
         page = Paginator(qs.values_list("pk", flat=True), per).get_page(request.GET.get("page"))
         accounts = selectors.queue_page_load(user=user, ids=list(page.object_list), now=now)

@@ -181,6 +181,11 @@ def test_queue_rows_show_last_outcome_attempts_today_and_open_promise(client, de
     assert "1,234.50 CNY" in html
     other = next(row for row in r.context["rows"] if row.account.pk == desk["day2"].pk)
     assert other.account.attempts_today == 0 and other.account.open_promise_amount is None and other.last_outcome == ""
+    # "Callable now" decides its rows without the columns and adds them for the rows shown: the same values.
+    r = client.get(reverse("queue"), {"callable": "on"}, HTTP_ACCEPT_LANGUAGE="en")
+    row = next(row for row in r.context["rows"] if row.account.pk == acc.pk)
+    assert row.account.attempts_today == 2 and row.account.open_promise_amount == Decimal("1234.50")
+    assert row.last_outcome == "Busy" and "1,234.50 CNY" in r.content.decode()
 
 
 def test_callable_now_filter_and_holds_apart(client, desk):
