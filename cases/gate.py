@@ -112,7 +112,8 @@ def person_snapshot(*, borrower, since: datetime,
     history = []
     for row in _person_rows_postgres(borrower=borrower, since=since, until=until):
         holds.update(f for f, on in zip(Borrower.HOLD_FIELDS, row[1:6], strict=True) if on)
-        windows[row[0]] = json.loads(row[6]) if isinstance(row[6], str) else row[6]
+        if row[0] not in windows:  # one row per attempt: decode each record's times once
+            windows[row[0]] = json.loads(row[6]) if isinstance(row[6], str) else row[6]
         if row[7] is not None:
             history.append(_attempt(row[7:]))
     return (frozenset(holds) | borrower.holds, person_windows(borrower.contact_windows, windows.values()), history)
